@@ -1,0 +1,247 @@
+"""Command line: ``python -m backend {encode,decode,interpolate,invert,info,eval}``.
+
+Thin over ``backend.api``. Exit codes: 0 success, 1 a clear error (bad mesh, bad library, ...),
+2 bad usage, 130 cancelled with Ctrl-C (existing files untouched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .errors import Cancelled, CompactSdfError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class _Console:
+    """A one-line progress bar on stderr and a Ctrl-C flag that jobs poll."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.stop = threading.Event()
+        self._last = 0.0
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set()
+
+    def progress(self, p) -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self._last < 0.2 and p.step < p.total):
+            return
+        self._last = now
+        frac = p.step / max(1, p.total)
+        bar = "#" * int(frac * 24)
+        loss = f" loss {p.loss:.5f}" if p.loss is not None else ""
+        eta = f" ETA {p.eta_s:4.0f}s" if p.eta_s is not None else ""
+        print(f"\r{p.stage:<13} [{bar:<24}] {p.step}/{p.total}{loss}{eta} {p.message[:30]:<30}", end="", file=sys.stderr, flush=True)
+        if p.step >= p.total:
+            print(file=sys.stderr)
+
+    def done(self) -> None:
+        if not self.quiet:
+            print("\r" + " " * 100 + "\r", end="", file=sys.stderr, flush=True)
+
+
+def _shape_names(paths: list[Path]) -> dict[str, Path]:
+    names: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in names:
+            raise CompactSdfError(f"two inputs are named {path.stem!r} ({names[path.stem]} and {path}); rename one")
+        names[path.stem] = path
+    return names
+
+
+def _cmd_encode(args: argparse.Namespace, console: _Console) -> int:
+    from .api import encode
+    from .library import Library
+    from .meshes import load_mesh
+
+    shapes = {name: load_mesh(path) for name, path in _shape_names(args.meshes).items()}
+    existing = Library.load(args.output) if args.add else None
+    if existing is None and args.output.exists() and not args.overwrite:
+        raise CompactSdfError(f"{args.output} exists; pass --add to add shapes to it or --overwrite to replace it")
+    start = time.perf_counter()
+    library = encode(shapes, preset=args.preset, steps=args.steps, library=existing, seed=args.seed, device=args.device,
+                     on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
+    library.save(args.output)
+    console.done()
+    print(f"encoded {len(shapes)} shape(s) in {time.perf_counter() - start:.1f} s -> {args.output} "
+          f"({len(library.names)} shapes, {library.code_bytes()} B per code, {library.shared_bytes() / 1e6:.1f} MB shared)")
+    return EXIT_OK
+
+
+def _cmd_decode(args: argparse.Namespace, console: _Console) -> int:
+    from .api import decode
+    from .library import Library
+    from .meshes import save_mesh
+
+    library = Library.load(args.library)
+    names = library.names if args.all or not args.shape else args.shape
+    args.output.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        mesh = decode(library, name, resolution=args.resolution, band=args.band, device=args.device,
+                      on_progress=console.progress, should_stop=console.should_stop)
+        path = args.output / f"{name}.{args.format}"
+        save_mesh(path, mesh.vertices, mesh.faces, mesh.normals)
+        console.done()
+        print(f"{name}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces in {mesh.stats['seconds']:.1f} s "
+              f"(detail on {mesh.stats['detail_evaluations']} nodes, {100 * mesh.stats['detail_fraction']:.1f} % of the lattice) -> {path}")
+    return EXIT_OK
+
+
+def _cmd_interpolate(args: argparse.Namespace, console: _Console) -> int:
+    from .api import interpolate
+    from .library import Library
+    from .meshes import save_mesh
+
+    library = Library.load(args.library)
+    meshes = interpolate(library, args.shapes, args.steps, mode=args.mode, resolution=args.resolution,
+                         on_progress=console.progress, should_stop=console.should_stop)
+    args.output.mkdir(parents=True, exist_ok=True)
+    stem = "-".join(args.shapes)
+    for i, mesh in enumerate(meshes):
+        save_mesh(args.output / f"{stem}_{i:02d}.{args.format}", mesh.vertices, mesh.faces, mesh.normals)
+    console.done()
+    print(f"wrote {len(meshes)} meshes {stem}_00..{len(meshes) - 1:02d}.{args.format} to {args.output}")
+    return EXIT_OK
+
+
+def _cmd_invert(args: argparse.Namespace, console: _Console) -> int:
+    from .api import invert
+    from .library import Library
+    from .meshes import load_mesh
+
+    library = Library.load(args.library)
+    name = args.name or args.mesh.stem
+    updated = invert(library, load_mesh(args.mesh), name, steps=args.steps, device=args.device,
+                     on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
+    output = args.output or args.library
+    updated.save(output)
+    console.done()
+    print(f"inverted {name!r}: near-surface error {updated.shape_info(name)['stats']['near_surface_error']:.2e} -> {output}")
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace, console: _Console) -> int:
+    from .library_meta import read_library_meta
+
+    meta = read_library_meta(args.library)
+    if args.json:
+        print(json.dumps(meta, indent=1))
+        return EXIT_OK
+    model = meta["model"]
+    print(f"{args.library}: format {meta['format_version']}, preset {meta['preset']}, {len(meta['shapes'])} shapes")
+    print(f"  code {model['code_size']} floats ({meta['bytes']['per_shape_code']} B/shape), shared {meta['bytes']['shared'] / 1e6:.2f} MB"
+          f" (grid {model['grid_resolution']}^3 x {model['grid_channels']} sparse)")
+    for shape in meta["shapes"]:
+        stats = shape.get("stats", {})
+        err = stats.get("near_surface_error")
+        print(f"  - {shape['name']:<24} near-surface error {err:.2e}" if err is not None else f"  - {shape['name']}")
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace, console: _Console) -> int:
+    from .meshes import load_mesh
+    from .metrics import compare_meshes, fidelity_ratio, oracle_mesh
+
+    gt, rec = load_mesh(args.gt), load_mesh(args.rec)
+    result = compare_meshes(gt, rec, n_samples=args.samples, seed=args.seed).to_dict()
+    if args.resolution:
+        oracle = compare_meshes(gt, oracle_mesh(gt.vertices, gt.faces, args.resolution), n_samples=args.samples, seed=args.seed)
+        result["oracle_cd_l1"] = oracle.cd_l1
+        result["fidelity_ratio"] = fidelity_ratio(result["cd_l1"], oracle.cd_l1)
+    print(json.dumps(result, indent=1) if args.json else "\n".join(f"{k:>20}: {v:.6g}" for k, v in result.items()))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    from .config import PRESETS
+
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Compact SDF: many meshes, one neural SDF, one small code each.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def job_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        p.add_argument("--cache", type=Path, default=Path(".cache/samples"), help="ground-truth sample cache (default .cache/samples)")
+
+    p = sub.add_parser("encode", help="encode meshes into a latent library")
+    p.add_argument("meshes", nargs="+", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="library file (.csdf)")
+    p.add_argument("--preset", default="fast", choices=sorted(PRESETS))
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--add", action="store_true", help="add the meshes to an existing library")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing library file")
+    p.add_argument("--seed", type=int, default=0)
+    job_options(p)
+
+    p = sub.add_parser("decode", help="decode shapes of a library into meshes")
+    p.add_argument("library", type=Path)
+    p.add_argument("--shape", action="append", help="shape name (repeatable; default all)")
+    p.add_argument("--all", action="store_true", help="decode every shape")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--band", type=float, default=3.0, help="detail band half-width in voxels")
+    p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+
+    p = sub.add_parser("interpolate", help="decode in-betweens along a path of shapes")
+    p.add_argument("library", type=Path)
+    p.add_argument("shapes", nargs="+", help="two or more shape names")
+    p.add_argument("--steps", type=int, default=5, help="number of meshes, endpoints included")
+    p.add_argument("--mode", default="slerp", choices=["slerp", "linear"])
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
+
+    p = sub.add_parser("invert", help="fit a code for an unseen mesh (shared weights frozen)")
+    p.add_argument("library", type=Path)
+    p.add_argument("mesh", type=Path)
+    p.add_argument("--name", help="shape name (default: file stem)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("-o", "--output", type=Path, help="write here instead of updating the library")
+    job_options(p)
+
+    p = sub.add_parser("info", help="describe a library file")
+    p.add_argument("library", type=Path)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("eval", help="fidelity metrics of a reconstruction (DESIGN §3)")
+    p.add_argument("gt", type=Path)
+    p.add_argument("rec", type=Path)
+    p.add_argument("--resolution", type=int, help="also compute the oracle meshing limit at this resolution")
+    p.add_argument("--samples", type=int, default=200_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+_COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "interpolate": _cmd_interpolate,
+             "invert": _cmd_invert, "info": _cmd_info, "eval": _cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    console = _Console(args.quiet)
+    previous = signal.signal(signal.SIGINT, lambda *_: console.stop.set()) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _COMMANDS[args.command](args, console)
+    except Cancelled:
+        console.done()
+        print("cancelled; existing files were left untouched", file=sys.stderr)
+        return EXIT_CANCELLED
+    except (CompactSdfError, ValueError) as exc:
+        console.done()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

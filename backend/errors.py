@@ -1,0 +1,17 @@
+"""Exceptions with user-facing messages. Callers show ``str(error)`` as is."""
+
+
+class CompactSdfError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class BadMeshError(CompactSdfError, ValueError):
+    """An input mesh cannot be encoded (empty, NaN coordinates, no faces, ...)."""
+
+
+class LibraryError(CompactSdfError):
+    """A latent library file is missing, corrupt, foreign, or of an unsupported version."""
+
+
+class Cancelled(CompactSdfError):
+    """The caller asked the job to stop; nothing was written."""

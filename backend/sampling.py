@@ -1,0 +1,170 @@
+"""Ground-truth signed distances and the training samples of DESIGN §1.
+
+Per shape (in normalised coordinates) there are two sets:
+
+* the **band set**: every node of the fine lattice (the detail grid's lattice) within
+  ``band_cells`` voxels of the surface, with its exact signed distance;
+* the **point set**: surface points jittered by a wide and a narrow Gaussian, plus uniform points
+  in the cube. The coarse branch learns from all of it, which keeps far-field signs right.
+
+Signs come from the fast generalised winding number, so open or slightly broken meshes still get
+a sensible inside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .meshes import Mesh
+
+_CHUNK = 262_144
+
+
+def signed_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Exact distance to the mesh, negative inside (fast winding number sign); float32 (n,).
+
+    libigl's fast-winding-number ``signed_distance`` scales the distance by ``1 - 2|w|`` with an
+    approximate winding number ``w`` (up to ~1 % off), so only its sign is kept; the magnitude is
+    the distance to the returned closest point.
+    """
+    import igl
+
+    V = np.ascontiguousarray(vertices, dtype=np.float64)
+    F = np.ascontiguousarray(faces, dtype=np.int64)
+    P = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
+    out = np.empty(len(P), dtype=np.float32)
+    for start in range(0, len(P), _CHUNK):
+        chunk = P[start : start + _CHUNK]
+        s, _, closest, _ = igl.signed_distance(chunk, V, F, sign_type=igl.SIGNED_DISTANCE_TYPE_FAST_WINDING_NUMBER)
+        out[start : start + _CHUNK] = np.sign(s) * np.linalg.norm(chunk - closest, axis=1)
+    return out
+
+
+def lattice_spacing(resolution: int) -> float:
+    """Spacing of the lattice of ``resolution`` points per axis over [-1, 1]."""
+    return 2.0 / (resolution - 1)
+
+
+def lattice_points(index: np.ndarray, resolution: int) -> np.ndarray:
+    """Positions (k, 3) float32 of linear lattice indices (x slowest, z fastest)."""
+    ijk = np.stack(np.unravel_index(index, (resolution,) * 3), axis=1)
+    return (ijk * lattice_spacing(resolution) - 1.0).astype(np.float32)
+
+
+@dataclass
+class LatticeBand:
+    """Lattice nodes near a surface: linear ``index`` (k,) int64 and exact ``sdf`` (k,) float32."""
+
+    index: np.ndarray
+    sdf: np.ndarray
+
+
+def band_lattice(vertices: np.ndarray, faces: np.ndarray, resolution: int, half_width: float, stride: int = 8) -> LatticeBand:
+    """All nodes of the ``resolution``^3 lattice with |sdf| <= half_width (absolute units).
+
+    Coarse to fine: the SDF on every ``stride``-th node bounds where the band can be, so only
+    nodes of coarse cells that can reach the band are evaluated exactly.
+    """
+    h = lattice_spacing(resolution)
+    n_coarse = (resolution - 1) // stride + 2
+    axis = np.arange(n_coarse) * stride
+    coarse = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    sdf_coarse = signed_distance(vertices, faces, coarse * h - 1.0)
+    reach = half_width + stride * h * np.sqrt(3) / 2
+    near = coarse[np.abs(sdf_coarse) <= reach]
+    offsets = np.arange(-(stride // 2), stride - stride // 2)
+    cube = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), axis=-1).reshape(-1, 3)
+    ijk = (near[:, None, :] + cube[None]).reshape(-1, 3)
+    ijk = ijk[np.all((ijk >= 0) & (ijk < resolution), axis=1)]
+    index = np.ravel_multi_index(ijk.T, (resolution,) * 3)
+    sdf = signed_distance(vertices, faces, lattice_points(index, resolution))
+    keep = np.abs(sdf) <= half_width
+    order = np.argsort(index[keep])
+    return LatticeBand(index=index[keep][order], sdf=sdf[keep][order])
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` points uniformly distributed by area on the surface; float64 (count, 3)."""
+    tri = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    face = rng.choice(len(faces), size=count, p=area / area.sum())
+    u, v = rng.random(count), rng.random(count)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    t = tri[face]
+    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How many ground-truth samples to draw per shape (normalised units)."""
+
+    grid_resolution: int = 256  #: lattice of the band set = the detail grid's lattice
+    band_cells: float = 4.0  #: band half-width in lattice voxels
+    surface_points: int = 200_000  #: surface points jittered by N(0, near_sigma)
+    near_sigma_cells: float = 1.0  #: narrow jitter, in lattice voxels
+    wide_points: int = 100_000  #: surface points jittered by N(0, wide_sigma)
+    wide_sigma: float = 0.025
+    uniform_points: int = 100_000  #: uniform in [-1, 1]^3
+
+    def key(self) -> str:
+        """Short hash naming cached samples drawn with this configuration."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SampleConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ShapeSamples:
+    """Training samples of one shape in normalised coordinates (see module docstring)."""
+
+    band_index: np.ndarray  #: (k,) int64 linear lattice indices at SampleConfig.grid_resolution
+    band_sdf: np.ndarray  #: (k,) float32
+    points: np.ndarray  #: (p, 3) float32: narrow jitter, then wide jitter, then uniform
+    points_sdf: np.ndarray  #: (p,) float32
+    near_count: int  #: the first near_count points are the narrow-jitter ones
+
+
+def sample_shape(normalized: Mesh, config: SampleConfig, seed: int = 0) -> ShapeSamples:
+    """Draw the band set and the point set of one normalised mesh."""
+    rng = np.random.default_rng(seed)
+    V, F = normalized.vertices, normalized.faces
+    h = lattice_spacing(config.grid_resolution)
+    band = band_lattice(V, F, config.grid_resolution, config.band_cells * h)
+    near = sample_surface(V, F, config.surface_points, rng) + rng.normal(0, config.near_sigma_cells * h, (config.surface_points, 3))
+    wide = sample_surface(V, F, config.wide_points, rng) + rng.normal(0, config.wide_sigma, (config.wide_points, 3))
+    uniform = rng.uniform(-1, 1, (config.uniform_points, 3))
+    points = np.clip(np.concatenate([near, wide, uniform]), -1, 1).astype(np.float32)
+    return ShapeSamples(band.index, band.sdf, points, signed_distance(V, F, points), len(near))
+
+
+def cached_samples(normalized: Mesh, config: SampleConfig, cache_dir: Path | None, seed: int = 0) -> ShapeSamples:
+    """sample_shape, memoised on disk by mesh content hash, config and seed (plain .npz, no pickle)."""
+    if cache_dir is None:
+        return sample_shape(normalized, config, seed)
+    path = Path(cache_dir) / f"{normalized.content_hash()[:24]}-{config.key()}-{seed}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return ShapeSamples(
+                    data["band_index"], data["band_sdf"], data["points"], data["points_sdf"], int(data["near_count"])
+                )
+        except (OSError, KeyError, ValueError):
+            path.unlink(missing_ok=True)  # a corrupt cache entry is resampled, never trusted
+    samples = sample_shape(normalized, config, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **{k: v for k, v in asdict(samples).items()})
+    tmp.replace(path)
+    return samples

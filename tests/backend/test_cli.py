@@ -1,0 +1,87 @@
+"""The command line, end to end on the tiny preset, including Ctrl-C and bad input."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.cli import EXIT_CANCELLED, EXIT_ERROR, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cli_library(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("cli")
+    lib = out / "lib.csdf"
+    args = ["-q", "encode", str(data_dir / "sphere.obj"), str(data_dir / "torus.obj"), "-o", str(lib),
+            "--preset", "tiny", "--steps", "200", "--cache", str(out / "cache")]
+    assert main(args) == 0
+    return lib
+
+
+def test_encode_decode_info(cli_library, tmp_path, capsys):
+    assert main(["-q", "decode", str(cli_library), "--all", "-o", str(tmp_path), "--resolution", "48"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sphere.obj", "torus.obj"]
+    assert main(["info", str(cli_library)]) == 0
+    out = capsys.readouterr().out
+    assert "2 shapes" in out and "torus" in out
+
+
+def test_interpolate_and_invert(cli_library, tmp_path, data_dir):
+    assert main(["-q", "interpolate", str(cli_library), "sphere", "torus", "--steps", "3", "-o", str(tmp_path), "--resolution", "40"]) == 0
+    assert len(list(tmp_path.glob("sphere-torus_*.obj"))) == 3
+    grown = tmp_path / "grown.csdf"
+    assert main(["-q", "invert", str(cli_library), str(data_dir / "spot_low_resolution.obj"), "--steps", "30", "-o", str(grown),
+                 "--cache", str(tmp_path / "cache")]) == 0
+    assert main(["info", str(grown)]) == 0
+
+
+def test_eval_reports_oracle(tmp_path, data_dir, capsys):
+    assert main(["eval", str(data_dir / "sphere.obj"), str(data_dir / "sphere.obj"), "--resolution", "32", "--samples", "5000", "--json"]) == 0
+    assert '"fidelity_ratio"' in capsys.readouterr().out
+
+
+def test_clear_errors(cli_library, tmp_path, data_dir, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(data_dir / "sphere.obj", other / "sphere.obj")
+    dup = ["-q", "encode", str(data_dir / "sphere.obj"), str(other / "sphere.obj"), "-o", str(tmp_path / "x.csdf"), "--preset", "tiny"]
+    assert main(dup) == EXIT_ERROR
+    assert "two inputs are named 'sphere'" in capsys.readouterr().err
+    assert main(["-q", "encode", str(data_dir / "sphere.obj"), "-o", str(cli_library), "--preset", "tiny"]) == EXIT_ERROR
+    assert "--add" in capsys.readouterr().err
+    junk = tmp_path / "junk.csdf"
+    junk.write_text("not a library")
+    assert main(["info", str(junk)]) == EXIT_ERROR
+    assert "not a Compact SDF library" in capsys.readouterr().err
+    empty = tmp_path / "empty.obj"
+    empty.write_text("v 0 0 0\nv 1 0 0\n")
+    assert main(["-q", "encode", str(empty), "-o", str(tmp_path / "e.csdf"), "--preset", "tiny"]) == EXIT_ERROR
+    assert "empty.obj" in capsys.readouterr().err
+    assert not (tmp_path / "e.csdf").exists()
+
+
+def test_ctrl_c_leaves_library_untouched(cli_library, tmp_path, data_dir):
+    """Cancel mid-training: exit 130 and the existing library is byte-identical."""
+    lib = tmp_path / "lib.csdf"
+    shutil.copy(cli_library, lib)
+    before = lib.read_bytes()
+    cmd = [sys.executable, "-m", "backend", "encode", str(data_dir / "spot_low_resolution.obj"), "-o", str(lib), "--add",
+           "--preset", "tiny", "--steps", "100000", "--cache", str(tmp_path / "cache")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "training" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_CANCELLED, seen + err
+    assert "cancelled" in err
+    assert lib.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

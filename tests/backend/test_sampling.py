@@ -1,0 +1,47 @@
+import numpy as np
+
+from backend.meshes import Mesh, normalization
+from backend.sampling import SampleConfig, band_lattice, cached_samples, lattice_points, lattice_spacing, sample_shape, signed_distance
+
+
+def _normalized(mesh):
+    return Mesh(normalization(mesh.vertices).apply(mesh.vertices), mesh.faces)
+
+
+def test_signed_distance_of_sphere(sphere_mesh):
+    pts = np.array([[0, 0, 0], [2, 0, 0], [0, 0.5, 0]], float)
+    d = signed_distance(sphere_mesh.vertices, sphere_mesh.faces, pts)
+    np.testing.assert_allclose(d, [-1, 1, -0.5], atol=0.01)
+
+
+def test_open_mesh_still_has_an_inside(sphere_mesh):
+    """An open mesh (a hole cut out) keeps a sensible inside thanks to the winding number."""
+    open_mesh = Mesh(sphere_mesh.vertices, sphere_mesh.faces[10:])
+    d = signed_distance(open_mesh.vertices, open_mesh.faces, np.array([[0, 0, 0], [0.3, 0.2, 0.1], [1.5, 0, 0]]))
+    assert d[0] < 0 and d[1] < 0 and d[2] > 0
+
+
+def test_band_lattice_matches_brute_force(torus_mesh):
+    m = _normalized(torus_mesh)
+    res, width = 48, 3 * lattice_spacing(48)
+    band = band_lattice(m.vertices, m.faces, res, width)
+    every = np.arange(res**3)
+    sdf = signed_distance(m.vertices, m.faces, lattice_points(every, res))
+    expected = every[np.abs(sdf) <= width]
+    np.testing.assert_array_equal(band.index, expected)
+    np.testing.assert_allclose(band.sdf, sdf[expected], atol=1e-6)
+
+
+def test_samples_and_cache(torus_mesh, tmp_path):
+    m = _normalized(torus_mesh)
+    cfg = SampleConfig(grid_resolution=32, surface_points=2000, wide_points=1000, uniform_points=1000)
+    s = sample_shape(m, cfg, seed=1)
+    assert s.points.shape == (4000, 3) and s.points.dtype == np.float32
+    assert np.all(np.abs(s.band_sdf) <= cfg.band_cells * lattice_spacing(32) + 1e-6)
+    assert s.near_count == 2000 and np.abs(s.points_sdf[:2000]).mean() < np.abs(s.points_sdf[3000:]).mean()
+    first = cached_samples(m, cfg, tmp_path, seed=1)
+    np.testing.assert_array_equal(first.points, s.points)
+    (entry,) = tmp_path.glob("*.npz")
+    entry.write_bytes(b"corrupt")
+    again = cached_samples(m, cfg, tmp_path, seed=1)  # a corrupt cache entry is resampled, not trusted
+    np.testing.assert_array_equal(again.band_index, s.band_index)
