@@ -22,7 +22,7 @@ from backend.metrics import (
     sdf_lattice,
 )
 
-MESHES = Path("/work/shared/data/meshes")
+MESHES = Path(__file__).resolve().parents[1] / "data"
 N = 20_000
 
 

@@ -1,0 +1,302 @@
+"""Headless batch: ``blender -b [file.blend] --command compact_sdf <subcommand> ...``.
+
+Subcommands run the same operators as the panel (synchronously in background mode)::
+
+    encode       objects of the open .blend and/or mesh files → library [→ reconstructions]
+    reconstruct  library shapes → objects (.blend / .obj outputs)
+    interpolate  in-betweens or a weighted blend → objects
+    info         list a library's shapes (no backend needed)
+    check        start the backend and report Python, torch, CUDA and device
+    setup        create the backend environment in the extension's user folder (downloads)
+
+Exit codes: 0 success, 1 the job failed (message on stderr), 2 bad arguments or input,
+3 backend not available, 4 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import bpy
+
+from .operators.common import read_meta
+from .operators.jobs import UserError
+from .preferences import get_prefs
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_CANCELLED = 0, 1, 2, 3, 4
+
+IMPORTERS: dict[str, Callable[..., set[str]]] = {
+    ".obj": lambda path: bpy.ops.wm.obj_import(filepath=path),
+    ".ply": lambda path: bpy.ops.wm.ply_import(filepath=path),
+    ".stl": lambda path: bpy.ops.wm.stl_import(filepath=path),
+}
+
+
+def import_mesh_file(context: bpy.types.Context, path: Path) -> list[bpy.types.Object]:
+    """Import a mesh file with Blender's importer; objects are named after the file (``stem``,
+    or ``stem_<object>`` when the file holds several)."""
+    before = set(context.scene.objects.keys())
+    IMPORTERS[path.suffix.lower()](str(path.resolve()))
+    created = [obj for obj in context.scene.objects if obj.name not in before]
+    for obj in created:
+        obj.name = path.stem if len(created) == 1 else f"{path.stem}_{obj.name}"
+    return created
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that raises instead of exiting Blender."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            print(message, file=sys.stderr)
+        raise _Exit(status)
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="blender -b [file.blend] --command compact_sdf", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser, *, outputs: bool = True) -> None:
+        p.add_argument("--blend", help="open this .blend file first")
+        p.add_argument("--python", help="backend Python for this run (default: the preference)")
+        p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="compute device for this run")
+        if outputs:
+            p.add_argument("--save-blend", metavar="FILE", help="save the resulting scene to this .blend")
+            p.add_argument("--export-dir", metavar="DIR", help="write each created object as DIR/<name>.obj")
+            p.add_argument("--resolution", type=int, default=128, help="decoding grid resolution (default 128)")
+            p.add_argument("--heatmap", action="store_true", help="add the fidelity heatmap colour attribute")
+
+    p = sub.add_parser("encode", help="encode mesh objects and/or mesh files into a library")
+    p.add_argument("--library", required=True, help="library file (.csdf) to create or add to")
+    p.add_argument("--objects", nargs="+", default=[], metavar="NAME", help="mesh objects (default: all)")
+    p.add_argument("--meshes", nargs="+", default=[], metavar="FILE", help="mesh files (.obj, .ply, .stl); shapes are named after the files")
+    p.add_argument("--mode", choices=("auto", "new", "add"), default="auto", help="new library or add to it")
+    p.add_argument("--preset", choices=("fast", "paper", "tiny"), default="fast")
+    p.add_argument("--steps", type=int, default=0, help="training steps (0: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reconstruct", action="store_true", help="then decode every encoded shape")
+    common(p)
+
+    p = sub.add_parser("reconstruct", help="decode library shapes into objects")
+    p.add_argument("--library", required=True)
+    p.add_argument("--shapes", nargs="+", default=[], metavar="NAME", help="shapes (default: all)")
+    common(p)
+
+    p = sub.add_parser("interpolate", help="decode in-betweens or a weighted blend")
+    p.add_argument("--library", required=True)
+    p.add_argument("--shapes", nargs="+", required=True, metavar="NAME", help="two or more shapes, in order")
+    p.add_argument("--count", type=int, default=5, help="shapes along the path, endpoints included")
+    p.add_argument("--weights", nargs="+", type=float, metavar="W", help="one blend with these weights instead")
+    p.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
+    common(p)
+
+    p = sub.add_parser("info", help="list a library's shapes")
+    p.add_argument("--library", required=True)
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+
+    p = sub.add_parser("check", help="report the backend's Python, torch, CUDA and device")
+    common(p, outputs=False)
+
+    sub.add_parser("setup", help="create the backend environment (downloads torch)")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    """Entry point registered with ``bpy.utils.register_cli_command``."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UserError as exc:
+        print(f"compact_sdf: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _Exit as exc:
+        return exc.code
+    context = bpy.context
+    prefs = get_prefs(context)
+    saved = (prefs.python_path, prefs.device)
+    try:
+        if getattr(args, "blend", None):
+            bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+            context = bpy.context
+        if getattr(args, "python", None):
+            prefs.python_path = args.python
+        if getattr(args, "device", None):
+            prefs.device = args.device
+        return COMMANDS[args.command](context, args)
+    except UserError as exc:
+        print(f"compact_sdf: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        prefs.python_path, prefs.device = saved
+
+
+def _call(context: bpy.types.Context, operator: Callable[..., set[str]], **kwargs: object) -> int:
+    """Run an operator; print its outcome; map it to an exit code."""
+    backend = context.window_manager.csdf_backend
+    job = context.window_manager.csdf_job
+    job.last_result = ""
+    try:
+        result = operator(**kwargs)
+    except RuntimeError as exc:
+        message = str(exc).strip().removeprefix("Error: ").strip()
+        print(f"compact_sdf: {message}", file=sys.stderr)
+        if backend.state in {"MISSING", "ERROR"}:
+            return EXIT_BACKEND
+        return EXIT_USAGE if not job.last_result else EXIT_FAILED
+    if job.last_result:
+        print(f"compact_sdf: {job.last_result}")
+    return EXIT_OK if "FINISHED" in result else EXIT_CANCELLED
+
+
+def _select(context: bpy.types.Context, objects: list[bpy.types.Object]) -> None:
+    for obj in context.scene.objects:
+        obj.select_set(obj in objects)
+
+
+def _configure(context: bpy.types.Context, args: argparse.Namespace) -> None:
+    settings = context.scene.csdf
+    settings.library_path = str(Path(args.library).resolve())
+    settings.resolution = args.resolution
+    settings.heatmap = args.heatmap
+    if Path(settings.library_path).is_file():
+        from .operators.common import refresh_shapes
+
+        refresh_shapes(settings, read_meta(Path(settings.library_path)))
+
+
+def _use(context: bpy.types.Context, names: list[str]) -> None:
+    settings = context.scene.csdf
+    known = {item.name for item in settings.shapes}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UserError(f"not in {Path(settings.library_path).name}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for item in settings.shapes:
+        item.use = not names or item.name in names
+
+
+def _outputs(context: bpy.types.Context, args: argparse.Namespace, before: set[str]) -> None:
+    """Write the objects created since ``before`` as .obj files and/or save the .blend."""
+    created = [obj for obj in context.scene.objects if obj.name not in before and obj.type == "MESH"]
+    if args.export_dir:
+        folder = Path(args.export_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for obj in created:
+            _select(context, [obj])
+            context.view_layer.objects.active = obj
+            path = folder / f"{bpy.path.clean_name(obj.name)}.obj"
+            bpy.ops.wm.obj_export(filepath=str(path), export_selected_objects=True, export_materials=False)
+            print(f"compact_sdf: wrote {path}")
+    if args.save_blend:
+        bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save_blend).resolve()))
+        print(f"compact_sdf: saved {args.save_blend}")
+
+
+def cmd_encode(context: bpy.types.Context, args: argparse.Namespace) -> int:
+    settings = context.scene.csdf
+    settings.library_path = str(Path(args.library).resolve())
+    settings.encode_mode = args.mode.upper()
+    settings.preset, settings.steps, settings.seed = args.preset, args.steps, args.seed
+    objects = []
+    for name in args.objects:
+        obj = context.scene.objects.get(name)
+        if obj is None:
+            raise UserError(f"no object named '{name}' in the scene")
+        objects.append(obj)
+    for path in args.meshes:
+        suffix = Path(path).suffix.lower()
+        if suffix not in IMPORTERS or not Path(path).is_file():
+            raise UserError(f"{path}: not a readable {'/'.join(IMPORTERS)} file")
+        objects += import_mesh_file(context, Path(path))
+    if not args.objects and not args.meshes:
+        objects = [obj for obj in context.scene.objects if obj.type == "MESH"]
+    _select(context, objects)
+    before = set(context.scene.objects.keys())
+    code = _call(context, bpy.ops.csdf.encode_selected)
+    if code != EXIT_OK or not args.reconstruct:
+        if code == EXIT_OK:
+            _outputs(context, args, before)
+        return code
+    _configure(context, args)
+    _use(context, [obj.name for obj in objects if obj.type == "MESH"])
+    code = _call(context, bpy.ops.csdf.reconstruct)
+    if code == EXIT_OK:
+        _outputs(context, args, before)
+    return code
+
+
+def cmd_reconstruct(context: bpy.types.Context, args: argparse.Namespace) -> int:
+    _configure(context, args)
+    _use(context, args.shapes)
+    before = set(context.scene.objects.keys())
+    code = _call(context, bpy.ops.csdf.reconstruct)
+    if code == EXIT_OK:
+        _outputs(context, args, before)
+    return code
+
+
+def cmd_interpolate(context: bpy.types.Context, args: argparse.Namespace) -> int:
+    if len(args.shapes) < 2 and not args.weights:
+        raise UserError("interpolate needs two or more --shapes")
+    _configure(context, args)
+    _use(context, args.shapes)
+    settings = context.scene.csdf
+    settings.interp_count, settings.blend_mode = args.count, args.mode
+    if args.weights:
+        if len(args.weights) != len(args.shapes):
+            raise UserError(f"{len(args.weights)} --weights for {len(args.shapes)} --shapes")
+        for name, weight in zip(args.shapes, args.weights):
+            settings.shapes[name].weight = weight
+    before = set(context.scene.objects.keys())
+    code = _call(context, bpy.ops.csdf.interpolate, mode="WEIGHTS" if args.weights else "PATH")
+    if code == EXIT_OK:
+        _outputs(context, args, before)
+    return code
+
+
+def cmd_info(context: bpy.types.Context, args: argparse.Namespace) -> int:
+    meta = read_meta(Path(args.library))
+    if args.json:
+        print(json.dumps(meta, indent=1))
+        return EXIT_OK
+    from .operators.common import encode_errors
+
+    shapes = meta.get("shapes", [])
+    print(f"{args.library}: {len(shapes)} shapes, preset {meta.get('preset')}, format {meta.get('format_version')}")
+    for shape in shapes:
+        near, far = encode_errors(shape.get("stats") or {})
+        quality = f"SDF error near surface {near:.3g}, far {far:.3g}" if near >= 0 else "fidelity not measured"
+        print(f"  {shape['name']:<24} code {shape.get('code_size')}  {quality}")
+    return EXIT_OK
+
+
+def cmd_check(context: bpy.types.Context, args: argparse.Namespace) -> int:
+    code = _call(context, bpy.ops.csdf.check_backend)
+    return EXIT_BACKEND if code != EXIT_OK else code
+
+
+def cmd_setup(context: bpy.types.Context, args: argparse.Namespace) -> int:
+    code = _call(context, bpy.ops.csdf.setup_backend)
+    if code == EXIT_OK:
+        print(f"compact_sdf: {context.window_manager.csdf_backend.setup_message}")
+    return EXIT_BACKEND if code != EXIT_OK else code
+
+
+COMMANDS: dict[str, Callable[[bpy.types.Context, argparse.Namespace], int]] = {
+    "encode": cmd_encode,
+    "reconstruct": cmd_reconstruct,
+    "interpolate": cmd_interpolate,
+    "info": cmd_info,
+    "check": cmd_check,
+    "setup": cmd_setup,
+}

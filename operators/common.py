@@ -1,0 +1,133 @@
+"""Helpers shared by the operators: library metadata, the shape list, result objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from .. import mesh_bridge
+from ..backend import protocol
+from .jobs import UserError
+
+#: Collection that receives every object this extension creates.
+COLLECTION_NAME = "Compact SDF"
+
+
+def library_file(settings: Any, *, must_exist: bool) -> Path:
+    """Absolute path of the scene's library; UserError when unset (or missing and required)."""
+    if not settings.library_path.strip():
+        raise UserError("No library file: use New or Open in the Compact SDF panel first.")
+    path = Path(bpy.path.abspath(settings.library_path))
+    if must_exist and not path.is_file():
+        raise UserError(f"Library file not found: {path}. Encode some shapes first, or open another library.")
+    return path
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """Library metadata without torch; UserError with the reader's message when it fails."""
+    from ..backend.errors import LibraryError
+    from ..backend.library_meta import read_library_meta
+
+    try:
+        return read_library_meta(str(path))
+    except (LibraryError, OSError) as exc:
+        raise UserError(f"Cannot read library {path.name}: {exc}") from exc
+
+
+def encode_errors(stats: dict[str, Any]) -> tuple[float, float]:
+    """(near-surface, far-field) mean SDF errors recorded at encode time; -1 where unknown."""
+    near, far = stats.get("near_surface_error"), stats.get("far_field_error")
+    return (float(near) if near is not None else -1.0, float(far) if far is not None else -1.0)
+
+
+def refresh_shapes(settings: Any, meta: dict[str, Any]) -> None:
+    """Rebuild the shape list from library metadata, keeping per-shape UI state by name."""
+    kept = {
+        item.name: (item.use, item.weight, item.matrix.copy(), item.has_matrix) for item in settings.shapes
+    }
+    settings.shapes.clear()
+    for shape in meta.get("shapes", []):
+        item = settings.shapes.add()
+        item.name = str(shape["name"])
+        item.code_size = int(shape.get("code_size") or 0)
+        item.surface_error, item.far_error = encode_errors(shape.get("stats") or {})
+        if item.name in kept:
+            item.use, item.weight, matrix, item.has_matrix = kept[item.name]
+            item.matrix = matrix
+    settings.active_shape = min(settings.active_shape, max(len(settings.shapes) - 1, 0))
+    settings.library_error = ""
+
+
+def used_shapes(settings: Any) -> list[str]:
+    """Shapes ticked "use" in list order, else the active one."""
+    names = [item.name for item in settings.shapes if item.use]
+    if not names and 0 <= settings.active_shape < len(settings.shapes):
+        names = [settings.shapes[settings.active_shape].name]
+    return names
+
+
+def result_collection(context: bpy.types.Context) -> bpy.types.Collection:
+    """The scene's "Compact SDF" collection, created and linked when missing."""
+    scene = context.scene
+    collection = bpy.data.collections.get(COLLECTION_NAME) or bpy.data.collections.new(COLLECTION_NAME)
+    if collection not in scene.collection.children_recursive[:]:
+        scene.collection.children.link(collection)
+    return collection
+
+
+def load_result(path: str) -> dict[str, np.ndarray]:
+    (arrays,) = protocol.load_meshes(path, 1)
+    return arrays
+
+
+def add_result_object(
+    context: bpy.types.Context,
+    name: str,
+    arrays: dict[str, np.ndarray],
+    matrix: Matrix,
+    *,
+    info: dict[str, Any],
+) -> bpy.types.Object:
+    """A new object in the Compact SDF collection from a decoded mesh .npz's arrays."""
+    mesh = mesh_bridge.arrays_to_mesh(name, arrays["vertices"], arrays["faces"])
+    obj = bpy.data.objects.new(name, mesh)
+    obj.matrix_world = matrix
+    obj["csdf"] = info
+    result_collection(context).objects.link(obj)
+    return obj
+
+
+def shape_matrix(settings: Any, name: str) -> Matrix:
+    """World matrix recorded for a shape when it was encoded, else identity."""
+    item = settings.shapes.get(name)
+    if item is not None and item.has_matrix:
+        return item.matrix.copy()
+    return Matrix.Identity(4)
+
+
+def select_only(context: bpy.types.Context, objects: list[bpy.types.Object]) -> None:
+    """Make ``objects`` the selection and the last one active (those outside the view layer are skipped)."""
+    view_layer = context.view_layer
+    for obj in context.selected_objects:
+        obj.select_set(False)
+    selected = []
+    for obj in objects:
+        try:
+            obj.select_set(True, view_layer=view_layer)
+        except RuntimeError:  # excluded or hidden collection: not selectable here
+            continue
+        selected.append(obj)
+    if selected:
+        view_layer.objects.active = selected[-1]
+
+
+def format_fidelity(stats: dict[str, Any]) -> str:
+    """``CD-L1 1.2e-03, F@1% 0.95`` from stats that hold a ``fidelity`` dict, else ``""``."""
+    fidelity = stats.get("fidelity")
+    if not fidelity:
+        return ""
+    return f"CD-L1 {fidelity['cd_l1']:.3g}, F@0.01 {fidelity['fscore_0_01']:.3f}, F@0.005 {fidelity['fscore_0_005']:.3f}"

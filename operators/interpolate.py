@@ -1,0 +1,106 @@
+"""Interpolate between library shapes: in-betweens side by side, or one weighted blend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from .common import add_result_object, library_file, load_result, select_only, shape_matrix
+from .jobs import JobOperator, JobSpec, UserError
+
+
+def blend_weights(names: list[str], t: float) -> dict[str, float]:
+    """Weights for position ``t`` in [0, 1] along the path through ``names`` (two neighbours mix)."""
+    if len(names) < 2:
+        raise UserError("Tick at least two shapes in the library list to blend them.")
+    position = min(max(t, 0.0), 1.0) * (len(names) - 1)
+    segment = min(int(position), len(names) - 2)
+    u = position - segment
+    return {names[segment]: 1.0 - u, names[segment + 1]: u}
+
+
+class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
+    bl_idname = "csdf.interpolate"
+    bl_label = "Interpolate"
+    bl_description = (
+        "Decode shapes between the library shapes ticked in the list: a row of in-betweens, "
+        "or one blend from the per-shape weights"
+    )
+    bl_options = {"REGISTER", "UNDO"}
+
+    mode: bpy.props.EnumProperty(
+        name="Mode",
+        items=[
+            ("PATH", "In-Betweens", "Count shapes along the path through the ticked shapes, endpoints included"),
+            ("WEIGHTS", "Weighted Blend", "One shape from the ticked shapes' weights"),
+        ],
+        default="PATH",
+    )
+
+    def prepare(self, context: bpy.types.Context, folder: Path) -> JobSpec:
+        settings = context.scene.csdf
+        path = library_file(settings, must_exist=True)
+        names = [item.name for item in settings.shapes if item.use]
+        origin = context.scene.cursor.location.copy()
+        resolution = settings.resolution
+        if self.mode == "WEIGHTS":
+            weights = {item.name: item.weight for item in settings.shapes if item.use and item.weight > 0}
+            if not weights:
+                raise UserError("Tick one or more shapes with a weight above 0 to blend them.")
+            total = sum(weights.values())
+            target = {name: w / total for name, w in weights.items()}
+            args = {
+                "library": str(path),
+                "items": [{"target": target, "out": str(folder / "blend.npz")}],
+                "resolution": resolution,
+                "mode": settings.blend_mode,
+            }
+            cmd, label = "decode", f"Blend {len(target)} shapes"
+        else:
+            if len(names) < 2:
+                raise UserError("Tick at least two shapes in the library list to interpolate between them.")
+            count = settings.interp_count
+            args = {
+                "library": str(path),
+                "names": names,
+                "count": count,
+                "resolution": resolution,
+                "mode": settings.blend_mode,
+                "out_dir": str(folder),
+            }
+            cmd, label = "interpolate", f"Interpolate {count} shapes"
+
+        # Orientation and scale of the first shape's source object (e.g. an importer's axis
+        # conversion); locations are laid out in a row along X from the 3D cursor.
+        first = names[0] if self.mode == "PATH" else next(iter(args["items"][0]["target"]))
+        basis = shape_matrix(settings, first).to_3x3()
+
+        def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
+            created, offset = [], 0.0
+            results = [(item, load_result(item["out"])) for item in data["items"]]
+            xs = [a["vertices"] @ np.array(basis[0], dtype=np.float32) for _, a in results]
+            widths = [float(np.ptp(x)) if len(x) else 0.0 for x in xs]
+            gap = 0.25 * max(widths + [1e-3])
+            for index, ((item, arrays), x, width) in enumerate(zip(results, xs, widths)):
+                if len(arrays["faces"]) == 0:
+                    continue
+                location = origin + Vector((offset - float(x.min()), 0.0, 0.0))
+                offset += width + gap
+                if self.mode == "WEIGHTS":
+                    name, info = "csdf_blend", {"weights": item["target"]}
+                else:
+                    name, info = f"csdf_interp_{index:02d}", {"path": names, "index": index, "count": len(results)}
+                info.update(library=str(path), resolution=resolution, mode=args["mode"])
+                matrix = Matrix.Translation(location) @ basis.to_4x4()
+                created.append(add_result_object(context, name, arrays, matrix, info=info))
+            select_only(context, created)
+            return f"{label}: created {len(created)} object{'s' if len(created) != 1 else ''} in 'Compact SDF'"
+
+        return JobSpec(cmd, args, finish, label)
+
+
+CLASSES = [CSDF_OT_interpolate]

@@ -1,0 +1,143 @@
+"""Live blend preview: low-resolution decodes while the blend slider moves, a refined one at rest.
+
+The slider's update callback calls ``schedule``; a ``bpy.app.timers`` tick (``tick``) submits
+decodes to the worker (latest value wins), polls them and replaces the preview object's mesh.
+Once the slider has rested for ``REFINE_DELAY_S`` the same blend is decoded at full resolution.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+from mathutils import Matrix
+
+from .. import mesh_bridge
+from ..preferences import get_prefs
+from ..worker_client import WorkerClient, WorkerError
+from . import jobs
+from .common import COLLECTION_NAME, library_file, load_result, result_collection
+from .interpolate import blend_weights
+from .jobs import UserError
+
+PREVIEW_NAME = "csdf_blend_preview"
+REFINE_DELAY_S = 0.4
+TICK_S = 0.05
+
+
+@dataclass
+class _Preview:
+    dirty: bool = False
+    changed_at: float = 0.0
+    job_id: str | None = None
+    client: WorkerClient | None = None
+    folder: Path | None = None
+    refined: bool = True
+    showing_low_res: bool = False
+
+
+_state = _Preview()
+
+
+def schedule(context: bpy.types.Context) -> None:
+    """Blend slider moved: request a low-resolution preview soon."""
+    if not context.scene.csdf.live_preview:
+        return
+    _state.dirty, _state.changed_at, _state.refined = True, time.monotonic(), False
+    if not bpy.app.timers.is_registered(tick):
+        bpy.app.timers.register(tick, first_interval=TICK_S)
+
+
+def cancel() -> None:
+    """Forget pending preview work (unregister, file load)."""
+    if bpy.app.timers.is_registered(tick):
+        bpy.app.timers.unregister(tick)
+    if _state.folder is not None:
+        shutil.rmtree(_state.folder, ignore_errors=True)
+    _state.__init__()
+
+
+def tick() -> float | None:
+    """Timer body: returns the delay until the next tick, or None when the preview is up to date."""
+    context = bpy.context
+    state = context.window_manager.csdf_job
+    if _state.job_id is not None:
+        if not _collect(context):
+            return TICK_S
+    if state.busy:
+        return 0.25
+    if _state.dirty:
+        _state.dirty = False
+        _submit(context, context.scene.csdf.preview_resolution)
+        return TICK_S
+    if not _state.refined and time.monotonic() - _state.changed_at >= REFINE_DELAY_S:
+        _state.refined = True
+        _submit(context, context.scene.csdf.resolution)
+        return TICK_S
+    return None if _state.refined and _state.job_id is None else TICK_S
+
+
+def _submit(context: bpy.types.Context, resolution: int) -> None:
+    settings = context.scene.csdf
+    state = context.window_manager.csdf_job
+    names = [item.name for item in settings.shapes if item.use]
+    try:
+        target = blend_weights(names, settings.blend)
+        path = library_file(settings, must_exist=True)
+        client = jobs.get_client(context)
+    except (UserError, WorkerError) as exc:
+        state.message = f"Preview: {exc}"
+        _state.refined = True
+        return
+    _state.folder = jobs.job_folder()
+    args = {
+        "library": str(path),
+        "items": [{"target": target, "out": str(_state.folder / "preview.npz")}],
+        "resolution": resolution,
+        "mode": settings.blend_mode,
+        "device": get_prefs(context).device,
+    }
+    _state.client, _state.job_id = client, client.submit("decode", args)
+    _state.showing_low_res = resolution < settings.resolution
+    state.preview_busy = True
+
+
+def _collect(context: bpy.types.Context) -> bool:
+    """Apply the in-flight preview's result when it has arrived; True once it is done."""
+    assert _state.job_id is not None and _state.client is not None
+    state = context.window_manager.csdf_job
+    for event in _state.client.poll(_state.job_id):
+        if not event.terminal:
+            continue
+        if event.event == "result":
+            item = event.get("data")["items"][0]
+            arrays = load_result(item["out"])
+            show(context, arrays["vertices"], arrays["faces"])
+            state.message = f"Preview: {item['faces']} triangles" + (" (refining…)" if _state.showing_low_res else "")
+        elif event.event == "error":
+            state.message = f"Preview failed: {event.get('message')}"
+        shutil.rmtree(_state.folder, ignore_errors=True)
+        _state.job_id = _state.folder = _state.client = None
+        state.preview_busy = False
+        jobs.tag_redraw(context)
+        return True
+    return False
+
+
+def show(context: bpy.types.Context, vertices, faces) -> bpy.types.Object:
+    """Put the geometry into the preview object (created at the 3D cursor on first use)."""
+    obj = bpy.data.objects.get(PREVIEW_NAME)
+    if obj is None or obj.type != "MESH":
+        mesh = mesh_bridge.arrays_to_mesh(PREVIEW_NAME, vertices, faces)
+        obj = bpy.data.objects.new(PREVIEW_NAME, mesh)
+        obj.matrix_world = Matrix.Translation(context.scene.cursor.location)
+        obj["csdf"] = {"preview": True}
+    else:
+        mesh_bridge.fill_mesh(obj.data, vertices, faces)
+    if COLLECTION_NAME not in {c.name for c in obj.users_collection}:
+        result_collection(context).objects.link(obj)
+    obj.data.update_tag()
+    return obj

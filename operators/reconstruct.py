@@ -1,0 +1,99 @@
+"""Decode library shapes back into mesh objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from .. import mesh_bridge
+from ..backend import protocol
+from .common import (
+    add_result_object,
+    format_fidelity,
+    library_file,
+    load_result,
+    select_only,
+    shape_matrix,
+    used_shapes,
+)
+from .jobs import JobOperator, JobSpec, UserError
+
+
+def source_reference(context: bpy.types.Context, name: str, folder: Path) -> tuple[str, float] | None:
+    """Save the mesh of the object a shape was encoded from (same name) as a reference .npz.
+
+    Returns (path, bounding-box diagonal), or None when no such mesh object exists.
+    """
+    obj = context.scene.objects.get(name)
+    if obj is None or obj.type != "MESH":
+        return None
+    arrays = mesh_bridge.object_to_arrays(obj, context.evaluated_depsgraph_get())
+    if len(arrays.faces) == 0:
+        return None
+    path = folder / f"reference_{len(list(folder.glob('reference_*')))}.npz"
+    protocol.save_meshes(str(path), [{"vertices": arrays.vertices, "faces": arrays.faces}])
+    diagonal = float(np.linalg.norm(arrays.vertices.max(axis=0) - arrays.vertices.min(axis=0)))
+    return str(path), diagonal
+
+
+class CSDF_OT_reconstruct(JobOperator, bpy.types.Operator):
+    bl_idname = "csdf.reconstruct"
+    bl_label = "Reconstruct"
+    bl_description = (
+        "Decode the library shapes ticked in the list (or the active one) into new mesh objects "
+        "in the 'Compact SDF' collection, placed like their sources"
+    )
+    bl_options = {"REGISTER", "UNDO"}
+
+    def prepare(self, context: bpy.types.Context, folder: Path) -> JobSpec:
+        settings = context.scene.csdf
+        path = library_file(settings, must_exist=True)
+        names = used_shapes(settings)
+        if not names:
+            raise UserError("The library list is empty: open a library or encode shapes first.")
+        items, ranges = [], {}
+        for index, name in enumerate(names):
+            item: dict[str, Any] = {"target": name, "out": str(folder / f"shape_{index:03d}.npz")}
+            reference = source_reference(context, name, folder)
+            if reference is not None:
+                item["reference"], diagonal = reference
+                ranges[name] = diagonal * settings.heatmap_range
+            items.append(item)
+        heatmap = settings.heatmap
+        resolution = settings.resolution
+
+        def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
+            created, lines = [], []
+            for item in data["items"]:
+                name = str(item["target"])
+                arrays = load_result(item["out"])
+                if len(arrays["faces"]) == 0:
+                    lines.append(f"{name}: empty surface (try a higher resolution)")
+                    continue
+                info = {"library": str(path), "shape": name, "resolution": resolution}
+                obj = add_result_object(context, f"{name}_csdf", arrays, shape_matrix(settings, name), info=info)
+                if heatmap and "distance" in arrays:
+                    mesh_bridge.set_vertex_distance(obj.data, arrays["distance"], ranges[name])
+                created.append(obj)
+                fidelity = format_fidelity(item.get("stats") or {})
+                lines.append(f"{obj.name}: {item['faces']} triangles" + (f", {fidelity}" if fidelity else ""))
+            select_only(context, created)
+            for line in lines:
+                print(f"Compact SDF: {line}")
+            missing = [n for n in names if n not in ranges] if heatmap else []
+            note = f". No source object for the heatmap of: {', '.join(missing)}." if missing else ""
+            return f"Reconstructed {len(created)} of {len(names)}: " + "; ".join(lines) + note
+
+        args = {
+            "library": str(path),
+            "items": [{**item, "heatmap": heatmap} for item in items],
+            "resolution": resolution,
+            "mode": settings.blend_mode,
+        }
+        return JobSpec("decode", args, finish, f"Reconstruct {len(names)} shape{'s' if len(names) != 1 else ''}")
+
+
+CLASSES = [CSDF_OT_reconstruct]

@@ -1,0 +1,5 @@
+"""Sidebar panels and the shape list."""
+
+from . import main
+
+CLASSES = [*main.CLASSES]

@@ -1,0 +1,173 @@
+"""Property groups: ``Scene.csdf`` (saved with the file), ``WindowManager.csdf_job`` and
+``WindowManager.csdf_backend`` (transient, never saved)."""
+
+from __future__ import annotations
+
+import bpy
+
+from .operators import preview
+
+PRESET_ITEMS = [
+    ("fast", "Fast", "Sizes tuned for a CPU: minutes for a few shapes"),
+    ("paper", "Paper", "The paper's network sizes: needs a CUDA GPU"),
+    ("tiny", "Tiny", "Seconds on a CPU, low fidelity: for trying things out and tests"),
+]
+
+BLEND_MODE_ITEMS = [
+    ("slerp", "Spherical", "Interpolate code directions on the sphere (keeps detail in the middle)"),
+    ("linear", "Linear", "Straight weighted average of codes"),
+]
+
+ENCODE_MODE_ITEMS = [
+    ("AUTO", "Auto", "Add to the library file if it exists, else create it"),
+    ("NEW", "New Library", "Create a new library, replacing the file if it exists"),
+    ("ADD", "Add to Library", "Add shapes to the existing library; its shapes keep their codes"),
+]
+
+
+def _preview_update(self: CSDF_PG_scene_settings, context: bpy.types.Context) -> None:
+    preview.schedule(context)
+
+
+class CSDF_PG_shape(bpy.types.PropertyGroup):
+    """One shape of the open library (``name`` is the shape's name), as listed in the panel."""
+
+    code_size: bpy.props.IntProperty(name="Code Size", description="Length of the shape's latent code")
+    surface_error: bpy.props.FloatProperty(
+        name="Surface Error",
+        description=(
+            "Mean signed-distance error near the surface, measured when the shape was encoded "
+            "(units of the shape normalised to size 1.8; lower is better); -1 if unknown"
+        ),
+        default=-1.0,
+    )
+    far_error: bpy.props.FloatProperty(
+        name="Far-Field Error", description="Mean signed-distance error away from the surface; -1 if unknown", default=-1.0
+    )
+    use: bpy.props.BoolProperty(
+        name="Use", description="Include this shape in Reconstruct, Interpolate and the blend", default=False
+    )
+    weight: bpy.props.FloatProperty(
+        name="Weight", description="Weight of this shape in a weighted blend", default=1.0, min=0.0, soft_max=1.0
+    )
+    matrix: bpy.props.FloatVectorProperty(
+        name="Source Transform",
+        description="World matrix of the object the shape was encoded from (reconstructions are placed with it)",
+        size=(4, 4),
+        subtype="MATRIX",
+    )
+    has_matrix: bpy.props.BoolProperty(default=False)
+
+
+class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
+    """Persistent settings (saved in the .blend file)."""
+
+    library_path: bpy.props.StringProperty(
+        name="Library", description="Latent library file (.csdf)", subtype="FILE_PATH", default=""
+    )
+    shapes: bpy.props.CollectionProperty(type=CSDF_PG_shape)
+    active_shape: bpy.props.IntProperty(name="Active Shape", default=0)
+    library_error: bpy.props.StringProperty(name="Library Error", description="Why the library could not be read")
+    encode_mode: bpy.props.EnumProperty(name="Encode Into", items=ENCODE_MODE_ITEMS, default="AUTO")
+    preset: bpy.props.EnumProperty(name="Preset", items=PRESET_ITEMS, default="fast")
+    steps: bpy.props.IntProperty(
+        name="Steps", description="Training steps (0: the preset's default)", default=0, min=0, soft_max=100_000
+    )
+    seed: bpy.props.IntProperty(name="Seed", description="Random seed of the encoding", default=0, min=0)
+    resolution: bpy.props.IntProperty(
+        name="Resolution",
+        description="Decoding grid resolution: higher keeps thinner parts and finer detail, and is slower",
+        default=128,
+        min=16,
+        soft_max=512,
+        max=1024,
+    )
+    blend_mode: bpy.props.EnumProperty(name="Blend", items=BLEND_MODE_ITEMS, default="slerp")
+    interp_count: bpy.props.IntProperty(
+        name="Count", description="Number of shapes along the path, endpoints included", default=5, min=2, max=64
+    )
+    heatmap: bpy.props.BoolProperty(
+        name="Fidelity Heatmap",
+        description=(
+            "Colour reconstructions by their distance to the source object of the same name "
+            "(colour attribute 'csdf_fidelity')"
+        ),
+        default=False,
+    )
+    heatmap_range: bpy.props.FloatProperty(
+        name="Heatmap Range",
+        description="Distance shown as full red, as a fraction of the source's bounding-box diagonal",
+        default=0.01,
+        min=1e-5,
+        soft_max=0.1,
+        precision=4,
+    )
+    blend: bpy.props.FloatProperty(
+        name="Blend",
+        description="Position along the path through the shapes in use (0 = first, 1 = last)",
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        update=_preview_update,
+    )
+    live_preview: bpy.props.BoolProperty(
+        name="Live Preview",
+        description="Decode a low-resolution preview while the blend slider moves, refined when it rests",
+        default=True,
+    )
+    preview_resolution: bpy.props.IntProperty(
+        name="Preview Resolution", description="Grid resolution while dragging", default=48, min=16, max=128
+    )
+
+
+class CSDF_PG_job_state(bpy.types.PropertyGroup):
+    """The running job (transient)."""
+
+    busy: bpy.props.BoolProperty(default=False)
+    kind: bpy.props.StringProperty()
+    stage: bpy.props.StringProperty()
+    message: bpy.props.StringProperty()
+    progress: bpy.props.FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    loss: bpy.props.FloatProperty(default=-1.0)
+    eta_s: bpy.props.FloatProperty(default=-1.0)
+    cancelling: bpy.props.BoolProperty(default=False)
+    last_result: bpy.props.StringProperty(description="How the last job ended")
+    preview_busy: bpy.props.BoolProperty(default=False)
+
+
+class CSDF_PG_backend_state(bpy.types.PropertyGroup):
+    """What the last backend check found, and the one-click setup's progress (transient)."""
+
+    state: bpy.props.EnumProperty(
+        items=[
+            ("UNKNOWN", "Unknown", "Not checked yet"),
+            ("READY", "Ready", "The backend runs"),
+            ("MISSING", "Missing", "The backend Python lacks torch or another dependency"),
+            ("ERROR", "Error", "The backend failed to start"),
+        ],
+        default="UNKNOWN",
+    )
+    summary: bpy.props.StringProperty()
+    setup_busy: bpy.props.BoolProperty(default=False)
+    setup_progress: bpy.props.FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    setup_message: bpy.props.StringProperty()
+
+
+CLASSES = [CSDF_PG_shape, CSDF_PG_scene_settings, CSDF_PG_job_state, CSDF_PG_backend_state]
+
+POINTERS = [
+    (bpy.types.Scene, "csdf", CSDF_PG_scene_settings),
+    (bpy.types.WindowManager, "csdf_job", CSDF_PG_job_state),
+    (bpy.types.WindowManager, "csdf_backend", CSDF_PG_backend_state),
+]
+
+
+def register_pointers() -> None:
+    for owner, attr, group in POINTERS:
+        setattr(owner, attr, bpy.props.PointerProperty(type=group))
+
+
+def unregister_pointers() -> None:
+    for owner, attr, _group in reversed(POINTERS):
+        delattr(owner, attr)

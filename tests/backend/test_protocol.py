@@ -1,0 +1,104 @@
+"""Worker protocol: JSON Lines encoding, validation, tolerance of unknown keys, mesh .npz files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from backend import protocol
+
+
+def test_request_round_trip_keeps_unicode_and_args():
+    request = protocol.Request("encode", {"names": ["Kuh 🐄", "würfel"], "steps": 3})
+    line = request.to_line()
+    assert line.endswith("\n") and line.count("\n") == 1
+    parsed = protocol.parse_request(line.encode("utf-8"))
+    assert (parsed.cmd, parsed.args, parsed.id) == ("encode", request.args, request.id)
+
+
+def test_event_round_trip_and_terminal_flags():
+    for event, terminal in [
+        (protocol.hello(backend_version="0.1.0", python="/usr/bin/python3"), False),
+        (protocol.progress("j1", stage="train", step=3, total=10, loss=0.5, eta_s=12.0, message="m"), False),
+        (protocol.result("j1", {"items": [1, 2]}), True),
+        (protocol.error("j1", "BadInput", "empty mesh", "Traceback..."), True),
+        (protocol.cancelled("j1"), True),
+    ]:
+        parsed = protocol.parse_event(event.to_line())
+        assert parsed == event
+        assert parsed.terminal is terminal
+    assert protocol.parse_event(protocol.hello().to_line()).get("protocol") == protocol.PROTOCOL_VERSION
+
+
+def test_progress_drops_non_finite_numbers():
+    event = protocol.progress("j", stage="train", step=1, total=2, loss=float("nan"), eta_s=float("inf"))
+    parsed = protocol.parse_event(event.to_line())
+    assert parsed.get("loss") is None and parsed.get("eta_s") is None
+
+
+def test_unknown_keys_are_tolerated():
+    line = json.dumps({"v": 1, "id": "a", "event": "progress", "step": 1, "total": 4, "future_field": [1]})
+    event = protocol.parse_event(line)
+    assert event.get("future_field") == [1] and event.get("step") == 1
+    request = protocol.parse_request(json.dumps({"v": 1, "id": "b", "cmd": "probe", "args": {}, "extra": True}))
+    assert request.cmd == "probe"
+
+
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"v": 99, "id": "a", "cmd": "probe"}', "protocol version"),
+        ('{"v": 1, "cmd": "probe"}', "'id'"),
+        ('{"v": 1, "id": "a", "cmd": "explode"}', "unknown command"),
+        ('{"v": 1, "id": "a", "cmd": "probe", "args": [1]}', "'args'"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_malformed_requests_raise_protocol_error(line, match):
+    with pytest.raises(protocol.ProtocolError, match=match):
+        protocol.parse_request(line)
+
+
+def test_unknown_event_and_error_kind_are_refused():
+    with pytest.raises(protocol.ProtocolError, match="unknown event"):
+        protocol.parse_event('{"v": 1, "id": "a", "event": "surprise"}')
+    with pytest.raises(ValueError, match="unknown error kind"):
+        protocol.error("a", "Oops", "message")
+
+
+def test_nan_in_payload_is_refused_rather_than_sent_as_invalid_json():
+    with pytest.raises(ValueError):
+        protocol.result("a", {"loss": float("nan")}).to_line()
+
+
+def test_mesh_npz_round_trip_without_pickle(tmp_path):
+    path = str(tmp_path / "meshes.npz")
+    meshes = [
+        {"vertices": np.random.rand(5, 3).astype(np.float32), "faces": np.array([[0, 1, 2], [2, 3, 4]], np.int32)},
+        {
+            "vertices": np.zeros((3, 3), np.float32),
+            "faces": np.array([[0, 1, 2]], np.int32),
+            "distance": np.ones(3, np.float32),
+        },
+    ]
+    protocol.save_meshes(path, meshes)
+    loaded = protocol.load_meshes(path, 2)
+    for got, want in zip(loaded, meshes):
+        assert set(got) == set(want)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+            assert got[key].dtype == want[key].dtype
+    with pytest.raises(protocol.ProtocolError, match="missing arrays"):
+        protocol.load_meshes(path, 3)
+
+
+def test_protocol_module_imports_nothing_heavy():
+    code = "import sys, backend.protocol; print(sorted(m for m in ('numpy', 'torch', 'bpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,205 @@
+"""The real worker, started by script path (as Blender starts it): hello, probe, jobs, cancel, errors."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend import protocol
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER = REPO / "backend" / "worker.py"
+
+
+class Worker:
+    """A worker subprocess with a reader thread; stdout must hold protocol lines only."""
+
+    def __init__(self, *python_flags: str, cwd: Path) -> None:
+        # Not run from the repo and without PYTHONPATH: the script must find ``backend`` by itself.
+        env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, *python_flags, "-u", str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+        )
+        self.events: queue.Queue[protocol.Event] = queue.Queue()
+        self.stray: list[bytes] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+
+    def _read(self) -> None:
+        for raw in self.proc.stdout:
+            try:
+                self.events.put(protocol.parse_event(raw))
+            except protocol.ProtocolError:
+                self.stray.append(raw)
+
+    def send(self, request: protocol.Request) -> str:
+        self.proc.stdin.write(request.to_line().encode())
+        self.proc.stdin.flush()
+        return request.id
+
+    def next(self, timeout: float = 120.0) -> protocol.Event:
+        return self.events.get(timeout=timeout)
+
+    def until_terminal(self, job_id: str, timeout: float = 300.0) -> tuple[protocol.Event, list[protocol.Event]]:
+        progress = []
+        while True:
+            event = self.next(timeout)
+            assert event.id == job_id, f"event for another job: {event}"
+            if event.terminal:
+                return event, progress
+            progress.append(event)
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            try:
+                self.send(protocol.Request("shutdown"))
+            except OSError:
+                pass
+        code = self.proc.wait(30)
+        assert not self.stray, f"non-protocol output on stdout: {self.stray[:3]}"
+        return code
+
+
+@pytest.fixture
+def worker(tmp_path):
+    w = Worker(cwd=tmp_path)
+    hello = w.next(60)
+    assert hello.event == "hello"
+    w.hello = hello
+    yield w
+    assert w.close() == 0
+
+
+def _sphere(radius: float, n: int = 24) -> dict[str, np.ndarray]:
+    """A UV sphere as arrays (closed, consistently wound)."""
+    theta, phi = np.meshgrid(np.linspace(0, np.pi, n), np.linspace(0, 2 * np.pi, 2 * n, endpoint=False), indexing="ij")
+    v = radius * np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1).reshape(-1, 3)
+    faces = []
+    m = 2 * n
+    for i in range(n - 1):
+        for j in range(m):
+            a, b, c, d = i * m + j, i * m + (j + 1) % m, (i + 1) * m + (j + 1) % m, (i + 1) * m + j
+            faces += [[a, b, c], [a, c, d]]
+    return {"vertices": v.astype(np.float32), "faces": np.array(faces, np.int32)}
+
+
+def _box(size=(1.0, 0.6, 0.4)) -> dict[str, np.ndarray]:
+    s = np.array(size) / 2
+    v = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float) * s
+    f = [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4],
+         [1, 5, 7], [1, 7, 3]]
+    return {"vertices": v.astype(np.float32), "faces": np.array(f, np.int32)}
+
+
+def test_hello_is_first_and_describes_the_interpreter(worker):
+    assert worker.hello.get("protocol") == protocol.PROTOCOL_VERSION
+    assert worker.hello.get("python") == sys.executable
+    assert worker.hello.get("pid") == worker.proc.pid
+
+
+def test_malformed_request_gives_protocol_error_and_worker_survives(worker):
+    worker.proc.stdin.write(b"this is not json\n")
+    worker.proc.stdin.flush()
+    event = worker.next()
+    assert (event.event, event.id, event.get("kind")) == ("error", "", "Protocol")
+    job = worker.send(protocol.Request("decode", {"library": "/nonexistent/lib.csdf", "items": []}))
+    event, _ = worker.until_terminal(job)
+    assert event.event == "error" and event.get("kind") == "LibraryError"
+    assert "no such library" in event.get("message")
+
+
+def test_missing_torch_is_reported_as_missing_dependency(tmp_path):
+    w = Worker("-S", cwd=tmp_path)  # no site-packages: numpy and torch are absent
+    assert w.next(60).event == "hello"
+    job = w.send(protocol.Request("probe", {}))
+    event, _ = w.until_terminal(job)
+    assert event.event == "error" and event.get("kind") == "MissingDependency"
+    assert "lacks the module" in event.get("message") and "Set up backend" in event.get("message")
+    assert "Traceback" in event.get("traceback")
+    assert w.close() == 0
+
+
+def test_probe_reports_torch_and_device(worker):
+    torch = pytest.importorskip("torch")
+    job = worker.send(protocol.Request("probe", {"device": "cpu"}))
+    event, _ = worker.until_terminal(job)
+    assert event.event == "result", event.fields
+    data = event.get("data")
+    assert data["torch"] == torch.__version__ and data["device"] == "cpu" and data["python"] == sys.executable
+
+
+def test_bad_mesh_gives_bad_input_error(worker, tmp_path):
+    pytest.importorskip("backend.api")
+    meshes = tmp_path / "in.npz"
+    protocol.save_meshes(str(meshes), [{"vertices": np.zeros((0, 3), np.float32), "faces": np.zeros((0, 3), np.int32)}])
+    out = tmp_path / "lib.csdf"
+    job = worker.send(
+        protocol.Request("encode", {"meshes": str(meshes), "names": ["empty"], "library_out": str(out), "preset": "tiny"})
+    )
+    event, _ = worker.until_terminal(job)
+    assert event.event == "error" and event.get("kind") == "BadInput", event.fields
+    assert "empty" in event.get("message")
+    assert not out.exists()
+
+
+def test_tiny_encode_then_decode(worker, tmp_path):
+    pytest.importorskip("backend.api")
+    meshes = tmp_path / "in.npz"
+    protocol.save_meshes(str(meshes), [_sphere(0.5), _box()])
+    library = tmp_path / "lib.csdf"
+    args = {"meshes": str(meshes), "names": ["ball", "brick"], "library_out": str(library), "preset": "tiny",
+            "steps": 30, "device": "cpu"}
+    event, progress = worker.until_terminal(worker.send(protocol.Request("encode", args)))
+    assert event.event == "result", event.fields
+    assert library.is_file() and event.get("data")["names"] == ["ball", "brick"]
+    assert progress and all(p.get("total") > 0 for p in progress)
+
+    out = tmp_path / "ball.npz"
+    reference = tmp_path / "ref.npz"
+    protocol.save_meshes(str(reference), [_sphere(0.5)])
+    items = [{"target": "ball", "out": str(out), "reference": str(reference), "heatmap": True}]
+    decode = {"library": str(library), "items": items, "resolution": 48, "device": "cpu"}
+    event, _ = worker.until_terminal(worker.send(protocol.Request("decode", decode)))
+    assert event.event == "result", event.fields
+    (item,) = event.get("data")["items"]
+    (arrays,) = protocol.load_meshes(str(out), 1)
+    assert arrays["vertices"].dtype == np.float32 and arrays["faces"].dtype == np.int32
+    assert item["faces"] == len(arrays["faces"]) > 0
+    assert len(arrays["distance"]) == len(arrays["vertices"])
+    assert 0 < item["stats"]["fidelity"]["cd_l1"] < 0.2
+
+
+def test_cancel_mid_run_writes_nothing_and_worker_goes_on(worker, tmp_path):
+    pytest.importorskip("backend.api")
+    meshes = tmp_path / "in.npz"
+    protocol.save_meshes(str(meshes), [_sphere(0.5)])
+    library = tmp_path / "lib.csdf"
+    args = {"meshes": str(meshes), "names": ["ball"], "library_out": str(library), "preset": "tiny",
+            "steps": 100_000, "device": "cpu"}
+    job = worker.send(protocol.Request("encode", args))
+    while not (event := worker.next()).get("stage", "").startswith("train"):
+        assert event.event == "progress", f"the job ended before training: {event.fields}"
+    worker.send(protocol.Request("cancel", {"job": job}))
+    event, _ = worker.until_terminal(job, timeout=60)
+    assert event.event == "cancelled"
+    assert not library.exists()
+    probe = worker.send(protocol.Request("probe", {"device": "cpu"}))
+    assert worker.until_terminal(probe)[0].event == "result"
+
+
+def test_end_of_input_stops_the_worker(tmp_path):
+    w = Worker(cwd=tmp_path)
+    assert w.next(60).event == "hello"
+    w.proc.stdin.close()
+    assert w.proc.wait(30) == 0
