@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Preset, get_preset
+from .config import Preset, get_preset, with_training
 from .decode import DecodedMesh, blend_codes, marching_cubes, sdf_volume
 from .device import pick_device
 from .errors import BadMeshError, Cancelled, LibraryError
@@ -54,40 +54,40 @@ def _fit_errors(model: CompactSdf, code: torch.Tensor, samples: ShapeSamples) ->
     return {"near_surface_error": float(err[:n].mean()), "far_field_error": float(err[n:].mean())}
 
 
-def _replay_samples(library: Library, row: int, reporter: Reporter) -> ShapeSamples:
+def _replay_samples(teacher: Library, row: int, keys: np.ndarray, reporter: Reporter) -> ShapeSamples:
     """Pseudo ground truth for a shape already in a library, from the library itself.
 
     Used when shapes are added, so the shared networks keep reproducing the old shapes without
-    needing their source meshes: grid nodes near the shape's coarse surface plus uniform points,
-    labelled with the current fused prediction.
+    needing their source meshes: the nodes of ``keys`` (the grid after adding, so new nodes near
+    an old surface are taught too) near the shape's coarse surface plus uniform points, labelled
+    with the unchanged ``teacher``'s fused prediction.
     """
-    model, code = library.model, library.codes[row : row + 1]
-    cfg = library.preset.sample
+    model, code = teacher.model, teacher.codes[row : row + 1]
+    cfg = teacher.preset.sample
     h = lattice_spacing(cfg.grid_resolution)
     rng = np.random.default_rng(row)
-    keys = model.detail.grid.keys.numpy() if model.detail is not None else np.zeros(0, np.int64)
-    with torch.no_grad():
-        node_points = torch.as_tensor(lattice_points(keys, cfg.grid_resolution))
-        coarse = torch.cat([model.coarse(code.expand(len(c), -1), c) for c in node_points.split(65536)]) if len(keys) else torch.zeros(0)
-        band = keys[(coarse.abs() <= cfg.band_cells * h).numpy()]
-        reporter.check()
-        near = lattice_points(band, cfg.grid_resolution)
-        near = near[rng.choice(len(near), min(len(near), cfg.surface_points), replace=False)] if len(near) else near
-        near = np.clip(near + rng.normal(0, h / 2, near.shape), -1, 1).astype(np.float32)
-        points = np.concatenate([near, rng.uniform(-1, 1, (cfg.uniform_points, 3)).astype(np.float32)])
 
-        def predict(p: np.ndarray) -> np.ndarray:
-            x = torch.as_tensor(p)
-            return torch.cat([model(code.expand(len(c), -1), c)[1] for c in x.split(65536)]).numpy() if len(p) else np.zeros(0, np.float32)
+    def predict(points: np.ndarray, branch: int) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.as_tensor(points)
+            return torch.cat([model(code.expand(len(c), -1), c)[branch] for c in x.split(65536)]).numpy() if len(x) else np.zeros(0, np.float32)
 
-        return ShapeSamples(band, predict(lattice_points(band, cfg.grid_resolution)), points, predict(points), len(near))
+    reporter.check()
+    band = keys[np.abs(predict(lattice_points(keys, cfg.grid_resolution), 0)) <= cfg.band_cells * h]
+    near = lattice_points(band, cfg.grid_resolution)
+    near = near[rng.choice(len(near), min(len(near), cfg.surface_points), replace=False)]
+    near = np.clip(near + rng.normal(0, h / 2, near.shape), -1, 1).astype(np.float32)
+    points = np.concatenate([near, rng.uniform(-1, 1, (cfg.uniform_points, 3)).astype(np.float32)])
+    band_points = lattice_points(band, cfg.grid_resolution)
+    return ShapeSamples(band, predict(band_points, 1), points, predict(points, 1), len(near))
 
 
 def encode(
     shapes: Mapping[str, Mesh],
     *,
-    preset: str = "fast",
+    preset: str | Preset = "fast",
     steps: int | None = None,
+    time_budget_s: float | None = None,
     library: Library | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -97,6 +97,8 @@ def encode(
 ) -> Library:
     """Encode meshes into a new library, or add them to ``library`` (returned as a new object).
 
+    ``preset`` is a preset name or a Preset; ``steps`` or ``time_budget_s`` override its length.
+
     In add mode the existing shapes keep their codes; the shared networks keep reproducing them
     by training on replayed samples of their current decodes. Raises BadMeshError for unusable
     input and Cancelled when ``should_stop()`` turns true; nothing is written either way.
@@ -105,26 +107,23 @@ def encode(
     torch.manual_seed(seed)
     dev = pick_device(device)
     if library is None:
-        spec: Preset = get_preset(preset, steps=steps)
+        spec = with_training(preset if isinstance(preset, Preset) else get_preset(preset), steps=steps, time_budget_s=time_budget_s)
         base = Library(spec, CompactSdf(spec.model), torch.zeros(0, spec.model.code_size), [])
-    else:
+    else:  # the library's own sizes and sampling; only the training length may change
         base = library.copy()
-        spec = get_preset(base.preset.name, steps=steps) if base.preset.name in ("fast", "paper", "tiny") else base.preset
-        base.preset = spec
+        spec = base.preset = with_training(base.preset, steps=steps, time_budget_s=time_budget_s)
     prepared = _prepare(shapes, base.names)
     samples = []
     for i, (name, _, _, normalized) in enumerate(prepared):
         reporter.report("sampling", i, len(prepared), message=f"sampling {name}")
         samples.append(cached_samples(normalized, spec.sample, Path(cache_dir) if cache_dir else None, seed))
     old_rows = list(range(len(base.shapes)))
-    replay = [_replay_samples(base, row, reporter) for row in old_rows]
     model = base.model
+    keys = np.zeros(0, np.int64)
     if model.detail is not None:
-        new_keys = np.unique(np.concatenate([s.band_index for s in samples]))
-        if len(model.detail.grid.keys):
-            model.detail.grid.add_nodes(new_keys)
-        else:
-            model.detail.grid.set_nodes(new_keys)
+        model.detail.grid.add_nodes(np.unique(np.concatenate([s.band_index for s in samples])))
+        keys = model.detail.grid.keys.numpy()
+    replay = [_replay_samples(library, row, keys, reporter) for row in old_rows] if library is not None else []
     d = spec.model.code_size
     new_codes = torch.randn(len(prepared), d, generator=torch.Generator().manual_seed(seed)) / d**0.5
     codes = torch.nn.Parameter(torch.cat([base.codes.detach().cpu(), new_codes]).to(dev))
@@ -138,7 +137,8 @@ def encode(
         fit = _fit_errors(model, codes[row : row + 1].detach(), s)
         entries.append(ShapeEntry(name, transform, clean.content_hash(), fit))
     kind = "add" if library is not None else "encode"
-    history = base.history + [history_entry(kind, [p[0] for p in prepared], {"steps": stats.steps,
+    history = base.history + [history_entry(kind, [p[0] for p in prepared], {"coarse_steps": stats.coarse_steps,
+                              "detail_steps": stats.detail_steps,
                               "seconds": round(stats.seconds, 2), "coarse_loss": stats.coarse_loss,
                               "fused_loss": stats.fused_loss, "device": str(dev)})]
     return Library(spec, model, codes.detach(), entries, history)

@@ -67,7 +67,8 @@ def _cmd_encode(args: argparse.Namespace, console: _Console) -> int:
     if existing is None and args.output.exists() and not args.overwrite:
         raise CompactSdfError(f"{args.output} exists; pass --add to add shapes to it or --overwrite to replace it")
     start = time.perf_counter()
-    library = encode(shapes, preset=args.preset, steps=args.steps, library=existing, seed=args.seed, device=args.device,
+    library = encode(shapes, preset=args.preset, steps=args.steps, time_budget_s=args.minutes * 60 if args.minutes else None,
+                     library=existing, seed=args.seed, device=args.device,
                      on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
     library.save(args.output)
     console.done()
@@ -176,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("meshes", nargs="+", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="library file (.csdf)")
     p.add_argument("--preset", default="fast", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--steps", type=int, help="training steps per phase (default: the preset's)")
+    p.add_argument("--minutes", type=float, help="train for this many minutes instead of a step count")
     p.add_argument("--add", action="store_true", help="add the meshes to an existing library")
     p.add_argument("--overwrite", action="store_true", help="replace an existing library file")
     p.add_argument("--seed", type=int, default=0)

@@ -12,8 +12,8 @@ from .sampling import SampleConfig
 class TrainConfig:
     """Optimisation settings (auto-decoding: codes, networks and grid trained jointly)."""
 
-    steps: int = 3000  #: coarse-phase steps
-    detail_steps: int = 3000  #: detail-phase steps
+    steps: int = 1500  #: coarse-phase steps
+    detail_steps: int = 1500  #: detail-phase steps
     band_batch: int = 16384  #: band-lattice samples per coarse step
     point_batch: int = 8192  #: jittered/uniform samples per coarse step
     detail_batch: int = 65536  #: band-lattice + near-surface samples per detail step
@@ -22,6 +22,7 @@ class TrainConfig:
     lr_grid: float = 0.02
     code_regularization: float = 1e-4  #: times mean |z|, ramped in over the first tenth
     final_lr_fraction: float = 0.05  #: cosine decay of every learning rate down to this fraction
+    time_budget_s: float | None = None  #: if set, train for this long (split like the steps) instead
     invert_steps: int = 500  #: steps when fitting one unseen shape's code
     lr_invert: float = 5e-3
 
@@ -73,10 +74,16 @@ def get_preset(name: str, **train_overrides: object) -> Preset:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    preset = PRESETS[name]
+    return with_training(PRESETS[name], **train_overrides)
+
+
+def with_training(preset: Preset, **train_overrides: object) -> Preset:
+    """``preset`` with TrainConfig fields overridden where given (None leaves a field as is)."""
     overrides = {k: v for k, v in train_overrides.items() if v is not None}
     if "steps" in overrides:
         if overrides["steps"] < 1:
             raise ValueError(f"steps must be at least 1, got {overrides['steps']}")
         overrides.setdefault("detail_steps", overrides["steps"])
+    if overrides.get("time_budget_s", 1) <= 0:
+        raise ValueError("the time budget must be positive")
     return replace(preset, train=replace(preset.train, **overrides)) if overrides else preset

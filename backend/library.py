@@ -143,9 +143,9 @@ class Library:
             raise LibraryError(f"{path}: codes are missing or of the wrong size")
         if model.detail is not None:
             keys = tensors.get("detail.grid.keys")
-            if keys is None or keys.dtype != torch.int64 or keys.ndim != 1:
+            if keys is None or keys.dtype != torch.int32 or keys.ndim != 1:
                 raise LibraryError(f"{path}: grid node keys are missing")
-            k = keys.numpy()
+            k = keys.numpy().astype(np.int64)
             if len(k) and (k.min() < 0 or k.max() >= preset.model.grid_resolution**3 or np.any(np.diff(k) <= 0)):
                 raise LibraryError(f"{path}: grid node keys are invalid")
             model.detail.grid.set_nodes(k)
@@ -167,10 +167,10 @@ class Library:
 
 
 def _shared_tensors(model: CompactSdf) -> dict[str, torch.Tensor]:
-    """Every shared tensor that a library stores, by name."""
+    """Every shared tensor that a library stores, by name (node keys as int32: half the bytes)."""
     tensors = dict(model.state_dict())
     if model.detail is not None:
-        tensors["detail.grid.keys"] = model.detail.grid.keys
+        tensors["detail.grid.keys"] = model.detail.grid.keys.to(torch.int32)
     return tensors
 
 

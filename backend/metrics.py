@@ -236,7 +236,7 @@ def sdf_lattice(vertices: np.ndarray, faces: np.ndarray, resolution: int, narrow
         step = max(1, _CHUNK // resolution**2)
         for i in range(0, resolution, step):  # a few slabs at a time bounds the query arrays
             slab = np.stack(np.meshgrid(axis[i : i + step], axis, axis, indexing="ij"), axis=-1)
-            out[i : i + step] = signed_distance(slab.reshape(-1, 3), v, f).reshape(slab.shape[:3])
+            out[i : i + step] = signed_distance(v, f, slab.reshape(-1, 3)).reshape(slab.shape[:3])
         return out
 
     coarse_res = -(-(resolution - 1) // _COARSEN) + 1
@@ -259,7 +259,7 @@ def sdf_lattice(vertices: np.ndarray, faces: np.ndarray, resolution: int, narrow
     flat = np.concatenate(exact_idx)
     ii, jj, kk = np.unravel_index(flat, out.shape)
     points = np.stack([axis[ii], axis[jj], axis[kk]], axis=1)
-    out.reshape(-1)[flat] = signed_distance(points, v, f)
+    out.reshape(-1)[flat] = signed_distance(v, f, points)
     return out
 
 

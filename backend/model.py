@@ -26,9 +26,9 @@ class ModelConfig:
 
     code_size: int = 64
     pe_frequencies: int = 6  #: NeRF-style positional encoding of x in the coarse branch
-    coarse_width: int = 256
+    coarse_width: int = 128
     coarse_depth: int = 4  #: hidden layers; the input is re-injected before the middle one
-    grid_resolution: int = 256  #: lattice points per axis over [-1, 1]
+    grid_resolution: int = 256  #: lattice points per axis over [-1, 1] (at most 1024)
     grid_channels: int = 8
     detail_width: int = 64
     detail_depth: int = 2
@@ -43,7 +43,10 @@ class ModelConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown model settings {sorted(unknown)}")
-        return cls(**data)
+        config = cls(**data)
+        if not 2 <= config.grid_resolution <= 1024:
+            raise ValueError(f"grid resolution {config.grid_resolution} is outside 2..1024")
+        return config
 
 
 def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
@@ -147,9 +150,16 @@ class SparseGrid(nn.Module):
                     weights.append(wx * wy * wz)
         return torch.stack(rows, 1).long(), torch.stack(weights, 1)
 
+    def node_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows (k, 1) of linear lattice indices; with weight 1 they read a node's own features."""
+        return self.table[index].long()[:, None]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Interpolated features (B, C) and node-presence weight (B,) in [0, 1]."""
-        rows, weights = self.corners(x)
+        return self.lookup(*self.corners(x))
+
+    def lookup(self, rows: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and presence for precomputed ``rows``/``weights`` (B, K) (see ``corners``)."""
         present = (rows > 0).to(weights.dtype)
         feats = F.embedding_bag(rows, self.features, per_sample_weights=weights, mode="sum", sparse=True, padding_idx=0)
         return feats, (weights * present).sum(1)
@@ -168,7 +178,10 @@ class DetailBranch(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        feats, presence = self.grid(x)
+        return self.from_lookup(z, x, *self.grid(x))
+
+    def from_lookup(self, z: torch.Tensor, x: torch.Tensor, feats: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        """The correction at x (B,) given the grid's features and presence there."""
         h = torch.cat([z, feats, x], dim=1)
         for layer in self.layers:
             h = F.relu(layer(h))

@@ -8,7 +8,6 @@ import trimesh
 from skimage.measure import marching_cubes
 
 from backend.meshes import normalization
-from backend.sampling import signed_distance as exact_signed_distance
 from backend.metrics import (
     compactness,
     compare_meshes,
@@ -113,14 +112,6 @@ def test_components_and_closedness():
     assert component_count(two) == 2
     assert is_closed(a[1]) and is_closed(two)
     assert not is_closed(a[1][1:])
-
-
-def test_exact_signed_distance_sign_and_magnitude():
-    v, f = icosphere()
-    p = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 3.0], [0.5, 0.0, 0.0]])
-    d = exact_signed_distance(p, v, f)
-    assert d[0] < 0 and d[2] < 0 and d[1] > 0
-    np.testing.assert_allclose(np.abs(d), point_to_mesh_distance(p, v, f).distance, rtol=1e-12)
 
 
 def test_narrow_band_lattice_matches_full(spot_low):

@@ -1,3 +1,4 @@
+import igl
 import numpy as np
 
 from backend.meshes import Mesh, normalization
@@ -12,6 +13,9 @@ def test_signed_distance_of_sphere(sphere_mesh):
     pts = np.array([[0, 0, 0], [2, 0, 0], [0, 0.5, 0]], float)
     d = signed_distance(sphere_mesh.vertices, sphere_mesh.faces, pts)
     np.testing.assert_allclose(d, [-1, 1, -0.5], atol=0.01)
+    # the magnitude is the exact distance to the mesh, not libigl's winding-number-scaled one
+    unsigned = np.sqrt(igl.point_mesh_squared_distance(pts, sphere_mesh.vertices, sphere_mesh.faces)[0])
+    np.testing.assert_allclose(np.abs(d), unsigned, rtol=1e-6)
 
 
 def test_open_mesh_still_has_an_inside(sphere_mesh):
