@@ -27,8 +27,8 @@ class BenchConfig:
     meshes: Path = DEFAULT_MESHES
     shapes: list[str] = field(default_factory=list)  #: empty: every mesh file in ``meshes``
     preset: str = "fast"
-    steps: int | None = None  #: deterministic training length; overrides budget_s
-    budget_s: float | None = 180.0  #: our training wall-clock budget (the baselines get what we used)
+    steps: int | None = 2000  #: our training steps per phase (deterministic); the baselines get the seconds we used
+    budget_s: float | None = None  #: train ours for this long instead of ``steps``
     device: str = "auto"
     resolution: int = 256
     band: float = 3.0
@@ -92,8 +92,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--meshes", type=Path, help=f"mesh directory (default {DEFAULT_MESHES})")
     p.add_argument("--shapes", type=_names, help="comma-separated mesh names (default: all in --meshes)")
     p.add_argument("--preset", help="engine preset (default fast; tiny with --quick)")
-    p.add_argument("--steps", type=int, help="train ours for this many steps per phase (deterministic)")
-    p.add_argument("--budget-s", type=float, help="train ours for this many seconds (default 180) unless --steps")
+    p.add_argument("--steps", type=int, help="train ours for this many steps per phase (default 2000; deterministic)")
+    p.add_argument("--budget-s", type=float, help="train ours for this many seconds instead of --steps")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--resolution", type=int, help="decoding and oracle lattice (default 256)")
     p.add_argument("--band", type=float, help="decode band half-width in voxels (default 3)")
@@ -118,8 +118,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         "pairs": a.pairs, "inbetweens": a.inbetweens, "path_resolution": a.path_resolution, "invert_steps": a.invert_steps, "grid_only_cap": a.grid_only_cap, "scaling_steps": a.scaling_steps,
         "seed": a.seed, "out": a.out, "cache": a.cache}.items() if v is not None}
     given.update(ablations=a.ablations, scaling=a.scaling, pictures=not a.no_pictures)
-    if a.steps is not None and a.budget_s is None:
-        given["budget_s"] = None
+    if a.budget_s is not None and a.steps is None:
+        given["steps"] = None
     return quick_config(**given) if a.quick else BenchConfig(**given)  # type: ignore[arg-type]
 
 
