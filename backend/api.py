@@ -69,8 +69,8 @@ def _replay_samples(teacher: Library, row: int, keys: np.ndarray, reporter: Repo
 
     def predict(points: np.ndarray, branch: int) -> np.ndarray:
         with torch.no_grad():
-            x = torch.as_tensor(points)
-            return torch.cat([model(code.expand(len(c), -1), c)[branch] for c in x.split(65536)]).numpy() if len(x) else np.zeros(0, np.float32)
+            x = torch.as_tensor(points, device=code.device)
+            return torch.cat([model(code.expand(len(c), -1), c)[branch] for c in x.split(65536)]).cpu().numpy() if len(x) else np.zeros(0, np.float32)
 
     reporter.check()
     band = keys[np.abs(predict(lattice_points(keys, cfg.grid_resolution), 0)) <= cfg.band_cells * h]
@@ -216,7 +216,10 @@ def decode(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> DecodedMesh:
-    """Decode a shape, a weighted blend of shapes, or a raw code into a mesh in original units."""
+    """Decode a shape, a weighted blend of shapes, or a raw code into a mesh.
+
+    Shapes and blends come back in their sources' original units; a raw code in normalised units.
+    """
     if not 16 <= resolution <= 1024:
         raise ValueError(f"resolution must be between 16 and 1024, got {resolution}")
     reporter = Reporter(on_progress, should_stop)
@@ -240,6 +243,7 @@ def interpolate(
     mode: str = "slerp",
     resolution: int = 256,
     band: float = 3.0,
+    device: str | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> list[DecodedMesh]:
@@ -255,5 +259,6 @@ def interpolate(
         seg = min(int(t), len(names) - 2)
         f = float(t - seg)
         weights = {names[seg]: 1 - f, names[seg + 1]: f} if names[seg] != names[seg + 1] else {names[seg]: 1.0}
-        results.append(decode(library, weights, resolution=resolution, band=band, mode=mode, should_stop=should_stop))
+        results.append(decode(library, weights, resolution=resolution, band=band, mode=mode, device=device,
+                              should_stop=should_stop))
     return results

@@ -281,6 +281,7 @@ class Worker:
             mode=str(args.get("mode", "slerp")),
             resolution=int(args.get("resolution", 256)),
             band=float(args.get("band", 3.0)),
+            device=str(args.get("device", "auto")),
             on_progress=self._on_progress(request.id),
             should_stop=self._should_stop(request.id),
         )
