@@ -32,6 +32,7 @@ class Reporter:
         self.on_progress = on_progress
         self.should_stop = should_stop
         self._stage_start = time.perf_counter()
+        self._stage_step = 0
         self._stage = ""
 
     def check(self) -> None:
@@ -40,12 +41,12 @@ class Reporter:
             raise Cancelled("cancelled by the user; nothing was written")
 
     def report(self, stage: str, step: int, total: int, loss: float | None = None, message: str = "") -> None:
-        """Check for cancellation, then report; the ETA is extrapolated within the stage."""
+        """Check for cancellation, then report; the ETA extrapolates this stage's pace so far."""
         self.check()
         now = time.perf_counter()
         if stage != self._stage:
-            self._stage, self._stage_start = stage, now
-        elapsed = now - self._stage_start
-        eta = elapsed / step * (total - step) if step > 0 else None
+            self._stage, self._stage_start, self._stage_step = stage, now, step
+        done = step - self._stage_step
+        eta = (now - self._stage_start) / done * (total - step) if done > 0 else None
         if self.on_progress is not None:
             self.on_progress(Progress(stage, step, total, loss, eta, message))
