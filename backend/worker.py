@@ -211,11 +211,7 @@ class Worker:
             on_progress=self._on_progress(request.id),
             should_stop=self._should_stop(request.id),
         )
-        if self.is_cancelled(request.id):
-            raise Cancelled("cancelled before the library was written")
-        out = str(args["library_out"])
-        library.save(out)
-        return {"library": out, "names": list(library.names), "shapes": {n: library.shape_info(n) for n in names}}
+        return self._save_library(request, library, names)
 
     def cmd_invert(self, request: protocol.Request) -> dict[str, Any]:
         """Add one unseen shape to a library with the shared weights frozen."""
@@ -234,11 +230,15 @@ class Worker:
             on_progress=self._on_progress(request.id),
             should_stop=self._should_stop(request.id),
         )
+        return self._save_library(request, library, [name])
+
+    def _save_library(self, request: protocol.Request, library: Any, names: list[str]) -> dict[str, Any]:
+        """Write the job's ``library_out`` unless it was cancelled; the result names ``names``' info."""
         if self.is_cancelled(request.id):
             raise Cancelled("cancelled before the library was written")
-        out = str(args["library_out"])
+        out = str(request.args["library_out"])
         library.save(out)
-        return {"library": out, "names": list(library.names), "shapes": {name: library.shape_info(name)}}
+        return {"library": out, "names": list(library.names), "shapes": {n: library.shape_info(n) for n in names}}
 
     def cmd_decode(self, request: protocol.Request) -> dict[str, Any]:
         """Decode each item's target (a name or ``{name: weight}``) into its ``out`` .npz."""
