@@ -1,6 +1,7 @@
-"""The engine's public API on NumPy arrays: encode, decode, interpolate, invert.
+"""The engine's public API on NumPy arrays: encode, add, remove, rename, replace, decode, interpolate.
 
-Everything the CLI, the Blender worker and the benchmarks do goes through these functions.
+Everything the CLI, the Blender worker and the benchmarks do goes through these functions. Every
+function that changes a library returns a new Library and leaves its argument untouched.
 """
 
 from __future__ import annotations
@@ -12,20 +13,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Preset, get_preset, with_training
-from .decode import DecodedMesh, blend_codes, marching_cubes, sdf_volume
+from .config import DecodeConfig, Preset, get_preset, with_training
+from .decode import DecodedMesh, blend_codes, blend_volume, marching_cubes, shape_volume
 from .device import pick_device
 from .errors import BadMeshError, Cancelled, LibraryError
 from .library import Library, ShapeEntry, history_entry
 from .meshes import Mesh, Normalization, normalization, validate_mesh
 from .model import CompactSdf
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
-from .sampling import ShapeSamples, cached_samples, lattice_points, lattice_spacing
-from .train import fit_code, train
+from .sampling import ShapeSamples, cached_samples
+from .storage import round_trip
+from .train import fit_code, stored_band, train_coarse, train_detail
 
-__all__ = ["Progress", "Library", "DecodedMesh", "encode", "decode", "interpolate", "invert", "Cancelled"]
+__all__ = ["Progress", "Library", "DecodedMesh", "encode", "remove", "rename", "replace", "decode", "interpolate",
+           "invert", "Cancelled"]
 
 DecodeTarget = str | Mapping[str, float] | np.ndarray
+_DECODE = DecodeConfig()
 
 
 def _prepare(shapes: Mapping[str, Mesh], existing: Sequence[str] = ()) -> list[tuple[str, Mesh, Normalization, Mesh]]:
@@ -37,55 +41,28 @@ def _prepare(shapes: Mapping[str, Mesh], existing: Sequence[str] = ()) -> list[t
         if not isinstance(name, str) or not name.strip():
             raise BadMeshError(f"shape names must be non-empty strings, got {name!r}")
         if name in existing:
-            raise BadMeshError(f"a shape named {name!r} is already in the library; pick another name")
+            raise BadMeshError(f"a shape named {name!r} is already in the library; pick another name, or replace it")
         clean = validate_mesh(mesh, name)
         transform = normalization(clean.vertices)
         prepared.append((name, clean, transform, Mesh(transform.apply(clean.vertices), clean.faces)))
     return prepared
 
 
-def _fit_errors(model: CompactSdf, code: torch.Tensor, samples: ShapeSamples) -> dict:
+def _fit_errors(model: CompactSdf, shape: int, code: torch.Tensor, samples: ShapeSamples) -> dict:
     """Mean absolute SDF error near the surface and in the far field (normalised units)."""
     with torch.no_grad():
         x = torch.as_tensor(samples.points, device=code.device)
-        _, fused = model(code.expand(len(x), -1), x)
+        _, fused = model(shape, code.expand(len(x), -1), x)
         err = (fused.cpu() - torch.as_tensor(samples.points_sdf)).abs().numpy()
     n = samples.near_count
     return {"near_surface_error": float(err[:n].mean()), "far_field_error": float(err[n:].mean())}
-
-
-def _replay_samples(teacher: Library, row: int, keys: np.ndarray, reporter: Reporter) -> ShapeSamples:
-    """Pseudo ground truth for a shape already in a library, from the library itself.
-
-    Used when shapes are added, so the shared networks keep reproducing the old shapes without
-    needing their source meshes: the nodes of ``keys`` (the grid after adding, so new nodes near
-    an old surface are taught too) near the shape's coarse surface plus uniform points, labelled
-    with the unchanged ``teacher``'s fused prediction.
-    """
-    model, code = teacher.model, teacher.codes[row : row + 1]
-    cfg = teacher.preset.sample
-    h = lattice_spacing(cfg.grid_resolution)
-    rng = np.random.default_rng(row)
-
-    def predict(points: np.ndarray, branch: int) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.as_tensor(points, device=code.device)
-            return torch.cat([model(code.expand(len(c), -1), c)[branch] for c in x.split(65536)]).cpu().numpy() if len(x) else np.zeros(0, np.float32)
-
-    reporter.check()
-    band = keys[np.abs(predict(lattice_points(keys, cfg.grid_resolution), 0)) <= cfg.band_cells * h]
-    near = lattice_points(band, cfg.grid_resolution)
-    near = near[rng.choice(len(near), min(len(near), cfg.surface_points), replace=False)]
-    near = np.clip(near + rng.normal(0, h / 2, near.shape), -1, 1).astype(np.float32)
-    points = np.concatenate([near, rng.uniform(-1, 1, (cfg.uniform_points, 3)).astype(np.float32)])
-    band_points = lattice_points(band, cfg.grid_resolution)
-    return ShapeSamples(band, predict(band_points, 1), points, predict(points, 1), len(near))
 
 
 def encode(
     shapes: Mapping[str, Mesh],
     *,
     preset: str | Preset = "fast",
+    size: str | None = None,
     steps: int | None = None,
     time_budget_s: float | None = None,
     library: Library | None = None,
@@ -97,17 +74,19 @@ def encode(
 ) -> Library:
     """Encode meshes into a new library, or add them to ``library`` (returned as a new object).
 
-    ``preset`` is a preset name or a Preset; ``steps`` or ``time_budget_s`` override its length.
+    ``preset`` is a preset name or a Preset, ``size`` one of ``config.SIZES``; ``steps`` or
+    ``time_budget_s`` override the training length (by default it grows with the collection).
 
-    In add mode the existing shapes keep their codes; the shared networks keep reproducing them
-    by training on replayed samples of their current decodes. Raises BadMeshError for unusable
-    input and Cancelled when ``should_stop()`` turns true; nothing is written either way.
+    Adding keeps every shared weight and every old shape exactly as it was: each new shape gets a
+    code fitted through the frozen coarse branch and its own detail grid. Raises BadMeshError for
+    unusable input and Cancelled when ``should_stop()`` turns true; nothing is written either way.
     """
     reporter = Reporter(on_progress, should_stop)
     torch.manual_seed(seed)
     dev = pick_device(device)
     if library is None:
-        spec = with_training(preset if isinstance(preset, Preset) else get_preset(preset), steps=steps, time_budget_s=time_budget_s)
+        spec = preset if isinstance(preset, Preset) else get_preset(preset, size)
+        spec = with_training(spec, steps=steps, time_budget_s=time_budget_s)
         base = Library(spec, CompactSdf(spec.model), torch.zeros(0, spec.model.code_size), [])
     else:  # the library's own sizes and sampling; only the training length may change
         base = library.copy()
@@ -117,132 +96,183 @@ def encode(
     for i, (name, _, _, normalized) in enumerate(prepared):
         reporter.report("sampling", i, len(prepared), message=f"sampling {name}")
         samples.append(cached_samples(normalized, spec.sample, Path(cache_dir) if cache_dir else None, seed))
-    old_rows = list(range(len(base.shapes)))
-    model = base.model
-    keys = np.zeros(0, np.int64)
+    start = time.perf_counter()
+    model, gen = base.model.to(dev), torch.Generator(device=dev).manual_seed(seed)
+    model.train()
+    new_codes, coarse_steps, coarse_loss = _fit_codes(model, base.codes.to(dev), samples, spec, library is not None,
+                                                      gen, reporter)
+    grids = list(range(len(base.shapes), len(base.shapes) + len(prepared)))
+    detail_steps, fused_loss = 0, coarse_loss
     if model.detail is not None:
-        model.detail.grid.add_nodes(np.unique(np.concatenate([s.band_index for s in samples])))
-        keys = model.detail.grid.keys.numpy()
-    replay = [_replay_samples(library, row, keys, reporter) for row in old_rows] if library is not None else []
-    d = spec.model.code_size
-    new_codes = torch.randn(len(prepared), d, generator=torch.Generator().manual_seed(seed)) / d**0.5
-    codes = torch.nn.Parameter(torch.cat([base.codes.detach().cpu(), new_codes]).to(dev))
-    model.to(dev).train()
-    new_rows = list(range(len(old_rows), len(old_rows) + len(prepared)))
-    stats = train(model, codes, samples + replay, spec.train, shape_rows=new_rows + old_rows, trainable_rows=new_rows,
-                  seed=seed, reporter=reporter)
+        detail_steps, fused_loss = _fit_grids(model, new_codes, samples, grids, spec, library is None, gen, reporter)
     model.eval()
+    codes = torch.cat([base.codes.to(dev), new_codes])
     entries = list(base.shapes)
-    for row, (name, clean, transform, _), s in zip(new_rows, prepared, samples):
-        fit = _fit_errors(model, codes[row : row + 1].detach(), s)
-        entries.append(ShapeEntry(name, transform, clean.content_hash(), fit))
+    for grid, (name, clean, transform, _), s in zip(grids, prepared, samples):
+        entries.append(ShapeEntry(name, transform, clean.content_hash(), _fit_errors(model, grid, codes[grid : grid + 1], s)))
     kind = "add" if library is not None else "encode"
-    history = base.history + [history_entry(kind, [p[0] for p in prepared], {"coarse_steps": stats.coarse_steps,
-                              "detail_steps": stats.detail_steps,
-                              "seconds": round(stats.seconds, 2), "coarse_loss": stats.coarse_loss,
-                              "fused_loss": stats.fused_loss, "device": str(dev)})]
+    history = base.history + [history_entry(kind, [p[0] for p in prepared], {
+        "coarse_steps": coarse_steps, "detail_steps": detail_steps, "seconds": round(time.perf_counter() - start, 2),
+        "coarse_loss": coarse_loss, "fused_loss": fused_loss, "device": str(dev)})]
     return Library(spec, model, codes.detach(), entries, history)
 
 
-def invert(
-    library: Library,
-    mesh: Mesh,
-    name: str,
-    *,
-    steps: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    on_progress: ProgressCallback | None = None,
-    should_stop: StopCallback | None = None,
-    cache_dir: str | Path | None = None,
-) -> Library:
-    """Fit a code for an unseen shape with everything shared frozen; returns a new library."""
-    reporter = Reporter(on_progress, should_stop)
-    dev = pick_device(device)
-    (_, clean, transform, normalized), = _prepare({name: mesh}, library.names)
+def _fit_codes(model: CompactSdf, old_codes: torch.Tensor, samples: list[ShapeSamples], spec: Preset, adding: bool,
+               gen: torch.Generator, reporter: Reporter) -> tuple[torch.Tensor, int, float]:
+    """Codes of the new shapes: trained with the coarse branch (new library) or through it, frozen (add)."""
+    cfg, d, dev = spec.train, spec.model.code_size, old_codes.device
+    if not adding:
+        steps = cfg.coarse_steps_for(len(samples))
+        codes = torch.nn.Parameter((torch.randn(len(samples), d, generator=torch.Generator().manual_seed(0)) / d**0.5).to(dev))
+        budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
+        done, loss = train_coarse(model, codes, samples, cfg, steps=steps, budget_s=budget, gen=gen, reporter=reporter,
+                                  progress=(0, 2 * steps))
+        return codes.detach(), done, loss
+    init = old_codes.mean(0, keepdim=True) if len(old_codes) else torch.zeros(1, d, device=dev)
+    fitted = [fit_code(model, s, cfg, init, steps=cfg.invert_steps, gen=gen, reporter=reporter) for s in samples]
+    return torch.cat([c for c, _ in fitted]), cfg.invert_steps * len(samples), float(np.mean([loss for _, loss in fitted]))
+
+
+def _fit_grids(model: CompactSdf, codes: torch.Tensor, samples: list[ShapeSamples], grids: list[int], spec: Preset,
+               train_mlp: bool, gen: torch.Generator, reporter: Reporter) -> tuple[int, float]:
+    """Give each new shape its own grid over its stored band, train it, and round it as it will be stored."""
+    grid, storage = model.detail.grid, spec.storage
+    keys, features = grid.all_shapes()
+    keys += [stored_band(s, spec.model.grid_resolution, storage.band_cells)[0] for s in samples]
+    grid.set_shapes(keys, features + [None] * len(samples))
+    cfg = spec.train
+    budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
+    total = cfg.coarse_steps_for(len(samples))
+    done, loss = train_detail(model, codes, samples, grids, cfg, band_cells=storage.band_cells, train_mlp=train_mlp,
+                              budget_s=budget, gen=gen, reporter=reporter, progress=(total, 2 * total))
+    with torch.no_grad():
+        for g in grids:
+            rows = grid.shape_features(g)
+            rows.copy_(round_trip(rows, storage.feature_bits).to(rows.device))
+    return done, loss
+
+
+def invert(library: Library, mesh: Mesh, name: str, **kwargs: object) -> Library:
+    """Add one unseen mesh with everything shared frozen (the same as ``encode(..., library=library)``)."""
+    return encode({name: mesh}, library=library, **kwargs)  # type: ignore[arg-type]
+
+
+def remove(library: Library, names: Sequence[str]) -> Library:
+    """A new library without ``names``; their codes and detail grids are dropped."""
+    rows = [library.index(n) for n in names]
+    keep = [i for i in range(len(library.shapes)) if i not in rows]
     lib = library.copy()
-    samples = cached_samples(normalized, lib.preset.sample, Path(cache_dir) if cache_dir else None, seed)
-    if lib.model.detail is not None:  # nodes outside the shared grid cannot be added: it is frozen
-        samples.band_index, samples.band_sdf = _known_nodes(lib.model, samples)
-    lib.model.to(dev)
-    lib.codes = lib.codes.to(dev)
-    # Start from the mean of the known codes: a plausible shape rather than noise.
-    start_time = time.perf_counter()
-    steps = steps or lib.preset.train.invert_steps
-    code = fit_code(lib.model, samples, lib.preset.train, lib.codes.mean(0, keepdim=True), steps=steps, seed=seed, reporter=reporter)
-    lib.codes = torch.cat([lib.codes, code])
-    lib.shapes.append(ShapeEntry(name, transform, clean.content_hash(), _fit_errors(lib.model, code, samples)))
-    lib.history.append(history_entry("invert", [name], {"steps": steps, "seconds": round(time.perf_counter() - start_time, 2)}))
+    if lib.model.detail is not None:
+        keys, features = lib.model.detail.grid.all_shapes()
+        lib.model.detail.grid.set_shapes([keys[i] for i in keep], [features[i] for i in keep])
+    lib.codes = lib.codes[keep]
+    lib.shapes = [lib.shapes[i] for i in keep]
+    lib.history.append(history_entry("remove", list(names), {}))
     return lib
 
 
-def _known_nodes(model: CompactSdf, samples: ShapeSamples) -> tuple[np.ndarray, np.ndarray]:
-    keep = np.isin(samples.band_index, model.detail.grid.keys.numpy())
-    return samples.band_index[keep], samples.band_sdf[keep]
+def rename(library: Library, old: str, new: str) -> Library:
+    """A new library in which shape ``old`` is called ``new``."""
+    row = library.index(old)
+    if new in library.names:
+        raise LibraryError(f"a shape named {new!r} is already in the library")
+    if not isinstance(new, str) or not new.strip():
+        raise LibraryError(f"shape names must be non-empty strings, got {new!r}")
+    lib = library.copy()
+    lib.shapes[row].name = new
+    lib.history.append(history_entry("rename", [old, new], {}))
+    return lib
 
 
-def resolve_code(library: Library, target: DecodeTarget, mode: str = "slerp") -> tuple[torch.Tensor, Normalization]:
-    """The code and output transform for a shape name, a {name: weight} blend, or a raw code."""
-    if isinstance(target, str):
-        row = library.index(target)
-        return library.codes[row], library.shapes[row].transform
-    if isinstance(target, Mapping):
-        if not target:
-            raise LibraryError("a blend needs at least one shape")
-        rows = [library.index(n) for n in target]
-        w = np.asarray(list(target.values()), dtype=np.float64)
-        if not np.all(np.isfinite(w)) or w.sum() <= 0 or np.any(w < 0):
-            raise ValueError(f"blend weights must be non-negative and sum to more than 0, got {list(w)}")
-        w = w / w.sum()
-        code = blend_codes(library.codes[rows], w, mode)
-        transforms = [library.shapes[r].transform for r in rows]
-        center = tuple(float(c) for c in np.einsum("k,kd->d", w, np.array([t.center for t in transforms])))
-        scale = float(np.exp(np.dot(w, np.log([t.scale for t in transforms]))))
-        return code, Normalization(center, scale)  # type: ignore[arg-type]
-    code = torch.as_tensor(np.asarray(target, dtype=np.float32))
-    if code.shape != (library.preset.model.code_size,) or not torch.isfinite(code).all():
-        raise ValueError(f"a raw code must be {library.preset.model.code_size} finite numbers")
-    return code.to(library.codes.device), Normalization((0.0, 0.0, 0.0), 1.0)
+def replace(library: Library, name: str, mesh: Mesh, **kwargs: object) -> Library:
+    """Re-encode shape ``name`` from an edited mesh (it keeps its name; the others do not change)."""
+    return encode({name: mesh}, library=remove(library, [name]), **kwargs)  # type: ignore[arg-type]
+
+
+def _blend(library: Library, target: Mapping[str, float], mode: str) -> tuple[torch.Tensor, Normalization, dict[int, float]]:
+    """The blended code, transform and normalised weight of each shape of a {name: weight} blend."""
+    if not target:
+        raise LibraryError("a blend needs at least one shape")
+    rows = [library.index(n) for n in target]
+    w = np.asarray(list(target.values()), dtype=np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not 0 < w.sum() < np.inf:
+        raise ValueError(f"blend weights must be finite, non-negative and sum to more than 0, got {list(w)}")
+    w = w / w.sum()
+    code = blend_codes(library.codes[rows], w, mode)
+    transforms = [library.shapes[r].transform for r in rows]
+    center = tuple(float(c) for c in np.einsum("k,kd->d", w, np.array([t.center for t in transforms])))
+    scale = float(np.exp(np.dot(w, np.log([t.scale for t in transforms]))))
+    return code, Normalization(center, scale), dict(zip(rows, w.tolist()))  # type: ignore[arg-type]
+
+
+def detail_strength(weight: float, dial: float) -> float:
+    """How much of a blended shape's own detail an in-between keeps: all at its own code, none
+    from halfway to another shape on (detail learned at one code does not fit another's surface)."""
+    return dial * float(np.clip(2 * weight - 1, 0, 1))
 
 
 def decode(
     library: Library,
     target: DecodeTarget,
     *,
-    resolution: int = 256,
-    band: float = 3.0,
-    mode: str = "slerp",
+    resolution: int = _DECODE.resolution,
+    band: float = _DECODE.band,
+    mode: str = _DECODE.mode,
+    detail: float = _DECODE.detail,
+    normalized: bool = False,
     device: str | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> DecodedMesh:
     """Decode a shape, a weighted blend of shapes, or a raw code into a mesh.
 
-    Shapes and blends come back in their sources' original units; a raw code in normalised units.
+    A shape (or a blend that is all one shape) at full ``detail`` decodes exactly from its stored
+    band; blends keep each shape's detail in proportion to ``detail`` (0: coarse shape only) and
+    to how close the blend is to that shape. Shapes and blends come back in their sources'
+    original units (``normalized``: in the working cube, like a raw code always does).
     """
     if not 16 <= resolution <= 1024:
         raise ValueError(f"resolution must be between 16 and 1024, got {resolution}")
+    if not 0 <= detail <= 1:
+        raise ValueError(f"detail must be between 0 and 1, got {detail}")
     reporter = Reporter(on_progress, should_stop)
     start = time.perf_counter()
     if device is not None:
         library.model.to(pick_device(device))
         library.codes = library.codes.to(pick_device(device))
-    code, transform = resolve_code(library, target, mode)
-    volume, stats = sdf_volume(library.model, code, resolution, band, reporter=reporter)
+    weights: dict[int, float] = {}
+    if isinstance(target, str):
+        row = library.index(target)
+        code, transform, weights = library.codes[row], library.shapes[row].transform, {row: 1.0}
+    elif isinstance(target, Mapping):
+        code, transform, weights = _blend(library, target, mode)
+    else:
+        code = torch.as_tensor(np.asarray(target, dtype=np.float32))
+        if code.shape != (library.preset.model.code_size,) or not torch.isfinite(code).all():
+            raise ValueError(f"a raw code must be {library.preset.model.code_size} finite numbers")
+        code, transform = code.to(library.codes.device), Normalization((0.0, 0.0, 0.0), 1.0)
+    whole = [row for row, w in weights.items() if w >= 1.0]
+    if whole and detail == 1.0 and library.model.detail is not None:
+        volume, stats = shape_volume(library.model, library.codes[whole[0]], whole[0], resolution, reporter=reporter)
+    else:
+        details = [(row, library.codes[row], detail_strength(w, detail)) for row, w in weights.items()]
+        details = [d for d in details if d[2] > 0]
+        volume, stats = blend_volume(library.model, code, details, resolution, band, reporter=reporter)
     reporter.report("decoding", 3, 3, message="marching cubes")
     V, F, N = marching_cubes(volume)
     stats["seconds"] = round(time.perf_counter() - start, 3)
-    return DecodedMesh(transform.invert(V).astype(np.float32), F, N, stats)
+    return DecodedMesh((V if normalized else transform.invert(V)).astype(np.float32), F, N, stats)
 
 
 def interpolate(
     library: Library,
     names: Sequence[str],
-    count: int,
+    count: int = _DECODE.count,
     *,
-    mode: str = "slerp",
-    resolution: int = 256,
-    band: float = 3.0,
+    mode: str = _DECODE.mode,
+    resolution: int = _DECODE.resolution,
+    band: float = _DECODE.band,
+    detail: float = _DECODE.detail,
     device: str | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
@@ -259,6 +289,6 @@ def interpolate(
         seg = min(int(t), len(names) - 2)
         f = float(t - seg)
         weights = {names[seg]: 1 - f, names[seg + 1]: f} if names[seg] != names[seg + 1] else {names[seg]: 1.0}
-        results.append(decode(library, weights, resolution=resolution, band=band, mode=mode, device=device,
-                              should_stop=should_stop))
+        results.append(decode(library, weights, resolution=resolution, band=band, mode=mode, detail=detail,
+                              device=device, should_stop=should_stop))
     return results

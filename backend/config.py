@@ -1,38 +1,148 @@
-"""Named presets: sampling, network and training settings that belong together."""
+"""Every setting of the engine in one place, with its default and range (torch-free).
+
+The CLI, the worker, the Blender extension's properties and the benchmarks take their names and
+defaults from here. A setting's allowed range lives in its field's ``metadata["range"]``;
+``check_ranges`` enforces them. Presets bundle the sampling, model and training settings that
+belong together; sizes pick how many bytes each shape's detail may use.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
 
-from .model import ModelConfig
-from .sampling import SampleConfig
+
+def _setting(default: object, low: float | None = None, high: float | None = None, help: str = "") -> object:  # noqa: A002
+    """A dataclass field with its range and a one-line description in the metadata."""
+    return field(default=default, metadata={"range": (low, high), "help": help})
+
+
+class _Settings:
+    """Dict round-trip and range checking shared by every settings dataclass."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict, *, strict: bool = False):
+        """Build from a dict; unknown keys are ignored (or rejected with ``strict``), ranges checked."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__} settings must be a mapping, got {type(data).__name__}")
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if strict and unknown:
+            raise ValueError(f"unknown {cls.__name__} settings {sorted(unknown)}")
+        try:
+            config = cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise ValueError(f"invalid {cls.__name__} settings ({exc})") from exc
+        check_ranges(config)
+        return config
+
+
+def check_ranges(config: object) -> None:
+    """ValueError naming the first setting of ``config`` that is of the wrong type or out of range."""
+    for f in fields(config):  # type: ignore[arg-type]
+        low, high = f.metadata.get("range", (None, None))
+        value = getattr(config, f.name)
+        if low is None and high is None:
+            continue
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{f.name} must be a number, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"{f.name} = {value} is outside {low}..{high}")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (auto-decoding: codes, networks and grid trained jointly)."""
+class SampleConfig(_Settings):
+    """How many ground-truth samples to draw per shape (normalised units)."""
 
-    steps: int = 1500  #: coarse-phase steps
-    detail_steps: int = 1500  #: detail-phase steps
-    band_batch: int = 16384  #: band-lattice samples per coarse step
-    point_batch: int = 8192  #: jittered/uniform samples per coarse step
-    detail_batch: int = 65536  #: band-lattice + near-surface samples per detail step
-    lr_network: float = 2e-3
-    lr_code: float = 2e-3
-    lr_grid: float = 0.02
-    code_regularization: float = 1e-4  #: times mean |z|, ramped in over the first tenth
-    final_lr_fraction: float = 0.05  #: cosine decay of every learning rate down to this fraction
-    time_budget_s: float | None = None  #: if set, train for this long (split like the steps) instead
-    invert_steps: int = 500  #: steps when fitting one unseen shape's code
-    lr_invert: float = 5e-3
+    grid_resolution: int = _setting(256, 8, 1024, "lattice of the band set = the detail grid's lattice")
+    band_cells: float = _setting(4.0, 1, 16, "band half-width in lattice voxels")
+    surface_points: int = _setting(200_000, 100, 10_000_000, "surface points jittered by N(0, near_sigma)")
+    near_sigma_cells: float = _setting(1.0, 0, 16, "narrow jitter, in lattice voxels")
+    wide_points: int = _setting(100_000, 0, 10_000_000, "surface points jittered by N(0, wide_sigma)")
+    wide_sigma: float = _setting(0.025, 0, 1, "wide jitter, normalised units")
+    uniform_points: int = _setting(100_000, 100, 10_000_000, "uniform points in [-1, 1]^3")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def key(self) -> str:
+        """Short hash naming cached samples drawn with this configuration."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+
+@dataclass(frozen=True)
+class ModelConfig(_Settings):
+    """Sizes of the network."""
+
+    code_size: int = _setting(64, 1, 4096, "floats per shape code")
+    pe_frequencies: int = _setting(6, 0, 16, "positional-encoding frequencies of the coarse branch")
+    coarse_width: int = _setting(128, 8, 8192, "coarse MLP width")
+    coarse_depth: int = _setting(4, 2, 64, "coarse MLP hidden layers (input re-injected before the middle one)")
+    grid_resolution: int = _setting(256, 8, 1024, "detail lattice points per axis over [-1, 1]")
+    grid_channels: int = _setting(4, 1, 256, "features per detail node")
+    detail_width: int = _setting(64, 8, 8192, "detail MLP width")
+    detail_depth: int = _setting(2, 1, 64, "detail MLP hidden layers")
+    detail: bool = True  #: False gives the generalization-only (DeepSDF-style) baseline
+
+
+@dataclass(frozen=True)
+class StorageConfig(_Settings):
+    """What each shape stores: its own detail nodes, how wide a band, how many bits per feature."""
+
+    band_cells: float = _setting(2.0, 1, 8, "half-width of each shape's stored node band, in lattice voxels")
+    feature_bits: int = _setting(8, 8, 16, "bits per stored feature (8: int8, 16: float16)")
+    zstd_level: int = _setting(19, 1, 22, "compression level of the stored blobs")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Settings):
+    """Optimisation settings. Step counts grow with the collection (see ``coarse_steps_for``)."""
+
+    steps: int | None = _setting(None, 1, 10_000_000, "coarse-phase steps (None: scale with the collection)")
+    detail_steps: int | None = _setting(None, 1, 10_000_000, "detail-phase steps (None: scale with the stored nodes)")
+    coarse_steps_base: int = _setting(600, 0, 10_000_000, "coarse steps whatever the collection size")
+    coarse_steps_per_shape: int = _setting(300, 0, 1_000_000, "extra coarse steps per shape")
+    detail_visits: float = _setting(24.0, 0.1, 10_000, "times each stored node is visited in the detail phase")
+    band_batch: int = _setting(16384, 1, 10_000_000, "band-lattice samples per coarse step")
+    point_batch: int = _setting(8192, 1, 10_000_000, "jittered/uniform samples per coarse step")
+    detail_batch: int = _setting(65536, 8, 10_000_000, "band-lattice + near-surface samples per detail step")
+    blend_fraction: float = _setting(0.25, 0, 1, "share of each coarse batch trained at blends of two codes")
+    lr_network: float = _setting(2e-3, 0, 10)
+    lr_code: float = _setting(2e-3, 0, 10)
+    lr_grid: float = _setting(0.05, 0, 100)
+    code_regularization: float = _setting(1e-4, 0, 10, "times mean |z|, ramped in over the first tenth")
+    final_lr_fraction: float = _setting(0.05, 0, 1, "cosine decay of every learning rate down to this fraction")
+    time_budget_s: float | None = _setting(None, 1e-3, 1e9, "if set, train for this long instead of by steps")
+    invert_steps: int = _setting(500, 1, 1_000_000, "coarse steps fitting one added shape's code")
+    lr_invert: float = _setting(5e-3, 0, 10)
+
+    def coarse_steps_for(self, shapes: int) -> int:
+        """Coarse-phase steps for a collection of ``shapes`` (the explicit ``steps`` if set)."""
+        return self.steps if self.steps is not None else self.coarse_steps_base + self.coarse_steps_per_shape * shapes
+
+    def detail_steps_for(self, nodes: int) -> int:
+        """Detail-phase steps that visit each of ``nodes`` stored nodes ``detail_visits`` times."""
+        if self.detail_steps is not None:
+            return self.detail_steps
+        return max(50, round(self.detail_visits * nodes / (self.detail_batch * 7 / 8)))
+
+
+@dataclass(frozen=True)
+class DecodeConfig(_Settings):
+    """How codes become meshes."""
+
+    resolution: int = _setting(256, 16, 1024, "marching-cubes lattice points per axis")
+    preview_resolution: int = _setting(64, 16, 256, "lattice of live previews in the viewport")
+    band: float = _setting(3.0, 1, 16, "detail band half-width around a blend's coarse surface, in voxels")
+    detail: float = _setting(1.0, 0, 1, "detail dial of blends: 0 coarse shape only, 1 full detail")
+    mode: str = "slerp"  #: code blending, slerp or linear
+    count: int = _setting(5, 2, 1000, "meshes along an interpolation path, endpoints included")
+
+
+BLEND_MODES = ("slerp", "linear")
 
 
 @dataclass(frozen=True)
@@ -43,6 +153,7 @@ class Preset:
     sample: SampleConfig
     model: ModelConfig
     train: TrainConfig
+    storage: StorageConfig = StorageConfig()
 
 
 PRESETS: dict[str, Preset] = {
@@ -53,8 +164,9 @@ PRESETS: dict[str, Preset] = {
         "paper",
         SampleConfig(grid_resolution=512, surface_points=1_000_000, wide_points=500_000, uniform_points=500_000),
         ModelConfig(code_size=256, pe_frequencies=8, coarse_width=512, coarse_depth=8, grid_resolution=512,
-                    grid_channels=32, detail_width=512, detail_depth=8),
-        TrainConfig(steps=40_000, detail_steps=40_000, band_batch=65536, detail_batch=262_144, point_batch=32768, lr_network=1e-3, lr_code=1e-3, lr_grid=0.05),
+                    grid_channels=8, detail_width=512, detail_depth=8),
+        TrainConfig(coarse_steps_base=10_000, coarse_steps_per_shape=2000, detail_visits=100, band_batch=65536,
+                    detail_batch=262_144, point_batch=32768, lr_network=1e-3, lr_code=1e-3),
     ),
     # Seconds on a CPU: for tests and smoke runs.
     "tiny": Preset(
@@ -62,28 +174,41 @@ PRESETS: dict[str, Preset] = {
         SampleConfig(grid_resolution=64, surface_points=20_000, wide_points=10_000, uniform_points=10_000),
         ModelConfig(code_size=16, pe_frequencies=4, coarse_width=64, coarse_depth=3, grid_resolution=64,
                     grid_channels=4, detail_width=32, detail_depth=2),
-        TrainConfig(steps=300, detail_steps=300, band_batch=4096, point_batch=2048, detail_batch=8192, invert_steps=200),
+        TrainConfig(coarse_steps_base=200, coarse_steps_per_shape=50, detail_visits=20, band_batch=4096,
+                    point_batch=2048, detail_batch=8192, invert_steps=200),
     ),
 }
 
+#: Byte budgets for each shape's detail: (features per node, stored band half-width in voxels).
+SIZES: dict[str, tuple[int, float]] = {"small": (2, 1.5), "default": (4, 2.0), "large": (8, 3.0)}
+DEFAULT_PRESET = "fast"
+DEFAULT_SIZE = "default"
 
-def get_preset(name: str, **train_overrides: object) -> Preset:
-    """The named preset, with TrainConfig fields overridden where given.
+
+def get_preset(name: str, size: str | None = None, **train_overrides: object) -> Preset:
+    """The named preset at ``size`` (see SIZES), with TrainConfig fields overridden where given.
 
     ``steps`` sets both phases (coarse and detail) unless ``detail_steps`` is given too.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return with_training(PRESETS[name], **train_overrides)
+    preset = PRESETS[name]
+    if size is not None:
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+        channels, band = SIZES[size]
+        preset = replace(preset, model=replace(preset.model, grid_channels=channels),
+                         storage=replace(preset.storage, band_cells=band))
+    return with_training(preset, **train_overrides)
 
 
 def with_training(preset: Preset, **train_overrides: object) -> Preset:
     """``preset`` with TrainConfig fields overridden where given (None leaves a field as is)."""
     overrides = {k: v for k, v in train_overrides.items() if v is not None}
     if "steps" in overrides:
-        if overrides["steps"] < 1:
-            raise ValueError(f"steps must be at least 1, got {overrides['steps']}")
         overrides.setdefault("detail_steps", overrides["steps"])
-    if overrides.get("time_budget_s", 1) <= 0:
-        raise ValueError("the time budget must be positive")
-    return replace(preset, train=replace(preset.train, **overrides)) if overrides else preset
+    if not overrides:
+        return preset
+    train = replace(preset.train, **overrides)
+    check_ranges(train)
+    return replace(preset, train=train)

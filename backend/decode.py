@@ -1,12 +1,13 @@
-"""Band-fused decoding (DESIGN §1): the coarse branch everywhere, the detail branch only near the
-coarse surface, then marching cubes.
+"""Decoding codes into meshes (DESIGN §1, fusion).
 
-1. Evaluate the coarse branch on every ``stride``-th lattice node.
-2. Coarse nodes whose value could put the surface within reach mark candidate fine nodes; the
-   coarse branch is evaluated exactly there.
-3. Fine nodes with |coarse| <= band voxels form the band; only they get the detail branch, with a
-   weight that tapers to zero over the band's outer voxel so the band edge leaves no seam.
-4. Every other node takes the upsampled coarse value (its sign is all marching cubes needs there).
+* An **encoded shape** decodes from its own stored band: coarse + detail at every lattice node
+  where its grid is present, and outside the band the sign its band's boundary votes for
+  (``shape_volume``). Its surface can only appear where the shape stored nodes.
+* A **blend** or raw code has no band of its own: the coarse branch runs on a sparse lattice, then
+  exactly near its zero set; the blended shapes' detail is added only within a few voxels of that
+  surface, faded by the detail dial, and tapered over the band's outer voxel (``blend_volume``).
+
+Marching cubes (scikit-image) turns the volume into a mesh.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 
 from .model import CompactSdf
 from .progress import Reporter
-from .sampling import lattice_spacing
+from .sampling import lattice_points, lattice_spacing
 
 _CHUNK = 65_536
 
@@ -46,9 +47,91 @@ def _evaluate(fn, z: torch.Tensor, points: torch.Tensor, reporter: Reporter) -> 
 
 
 @torch.no_grad()
-def sdf_volume(model: CompactSdf, code: torch.Tensor, resolution: int, band: float = 3.0, stride: int = 4,
-               reporter: Reporter | None = None) -> tuple[np.ndarray, dict]:
-    """Fused SDF on the ``resolution``^3 lattice over [-1, 1]^3 (normalised units) and stats."""
+def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: int,
+                 reporter: Reporter | None = None) -> tuple[np.ndarray, dict]:
+    """Fused SDF of an encoded shape on the ``resolution``^3 lattice, from its own stored band.
+
+    Nodes where the shape's grid is present (presence >= 1/2) get coarse + detail; every other
+    node lies in a region its band encloses, which takes the sign its band's boundary votes for.
+    The surface therefore exists only inside the shape's stored band: no far-field specks, however
+    the coarse branch behaves away from it.
+    """
+    reporter = reporter or Reporter()
+    grid, device = model.detail.grid, code.device
+    h = lattice_spacing(resolution)
+    candidates = _near_stored(grid.keys[shape].numpy(), grid.resolution, resolution)
+    points = torch.as_tensor(lattice_points(candidates, resolution)).to(device)
+    z = code.reshape(1, -1)
+    values = torch.empty(len(points), device=device)
+    presence = torch.empty(len(points), device=device)
+    for start in range(0, len(points), _CHUNK):
+        reporter.check()
+        x = points[start : start + _CHUNK]
+        zs = z.expand(len(x), -1)
+        correction, presence[start : start + _CHUNK] = model.detail(shape, zs, x)
+        values[start : start + _CHUNK] = model.coarse(zs, x) + correction
+    reporter.report("decoding", 2, 3, message="band")
+    band = (presence >= 0.5).cpu().numpy()
+    volume = fill_outside_band(candidates[band], values[torch.as_tensor(band, device=device)].cpu().numpy(),
+                               resolution, fill=2 * h)
+    stats = {"resolution": resolution, "detail_evaluations": int(len(points)), "detail_fraction": len(points) / resolution**3,
+             "band_nodes": int(band.sum())}
+    return volume, stats
+
+
+def _near_stored(keys: np.ndarray, grid_resolution: int, resolution: int) -> np.ndarray:
+    """Linear indices of the ``resolution``^3 lattice nodes whose grid cell has a stored corner."""
+    r = grid_resolution
+    occupied = np.zeros(r**3, dtype=bool)
+    occupied[keys] = True
+    occupied = occupied.reshape(r, r, r)
+    cells = np.zeros((r - 1,) * 3, dtype=bool)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                cells |= occupied[dx : r - 1 + dx, dy : r - 1 + dy, dz : r - 1 + dz]
+    cell = np.minimum(np.floor(np.arange(resolution) * ((r - 1) / (resolution - 1)) + 1e-9).astype(np.int64), r - 2)
+    return np.flatnonzero(cells[np.ix_(cell, cell, cell)])
+
+
+def fill_outside_band(index: np.ndarray, values: np.ndarray, resolution: int, fill: float) -> np.ndarray:
+    """A lattice volume holding ``values`` at ``index``; every other node gets ±``fill``.
+
+    The nodes outside the band form connected regions (6-connectivity); each takes the majority
+    sign of the band values on its boundary (outside, +, if it touches none).
+    """
+    from scipy import ndimage
+
+    volume = np.zeros(resolution**3, dtype=np.float32)
+    volume[index] = values
+    in_band = np.zeros(resolution**3, dtype=bool)
+    in_band[index] = True
+    volume, in_band = volume.reshape((resolution,) * 3), in_band.reshape((resolution,) * 3)
+    labels, count = ndimage.label(~in_band)
+    votes = np.zeros(count + 1)
+    sign = np.sign(volume)
+    for axis in range(3):
+        for a, b in ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))):
+            here = [slice(None)] * 3
+            there = [slice(None)] * 3
+            here[axis], there[axis] = a, b
+            pair = in_band[tuple(here)] & ~in_band[tuple(there)]
+            votes += np.bincount(labels[tuple(there)][pair], weights=sign[tuple(here)][pair], minlength=count + 1)
+    region_sign = np.where(votes < 0, -1.0, 1.0).astype(np.float32)
+    outside = ~in_band
+    volume[outside] = region_sign[labels[outside]] * fill
+    return volume
+
+
+@torch.no_grad()
+def blend_volume(model: CompactSdf, code: torch.Tensor, details: list[tuple[int, torch.Tensor, float]], resolution: int,
+                 band: float = 3.0, stride: int = 4, reporter: Reporter | None = None) -> tuple[np.ndarray, dict]:
+    """Fused SDF of a code that is no single shape's (a blend or a raw code) on the lattice, and stats.
+
+    The coarse branch runs on every ``stride``-th node, then exactly near its zero set; within
+    ``band`` voxels of that surface each of ``details`` — (grid, that shape's code, strength) — adds
+    its correction times its presence and strength, tapered over the band's outer voxel.
+    """
     reporter = reporter or Reporter()
     device = code.device
     z = code.reshape(1, -1)
@@ -76,10 +159,14 @@ def sdf_volume(model: CompactSdf, code: torch.Tensor, resolution: int, band: flo
     reporter.report("decoding", 2, 3, message="band")
 
     in_band = values.abs() <= band * h
-    detail_nodes = int(in_band.sum())
-    if model.detail is not None and detail_nodes:
+    detail_nodes = int(in_band.sum()) if details and model.detail is not None else 0
+    if detail_nodes:
         taper = ((band * h - values[in_band].abs()) / h).clamp(0, 1)
-        values[in_band] += taper * _evaluate(model.detail, z, points[in_band], reporter)
+        for grid_index, grid_code, strength in details:
+            def faded(zs: torch.Tensor, x: torch.Tensor, g: int = grid_index) -> torch.Tensor:
+                correction, presence = model.detail(g, zs, x)
+                return correction * presence
+            values[in_band] += strength * taper * _evaluate(faded, grid_code.reshape(1, -1), points[in_band], reporter)
     volume.view(-1)[index] = values
     stats = {
         "resolution": resolution,

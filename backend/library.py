@@ -1,8 +1,11 @@
-"""The latent library: shared networks and grid, named per-shape codes, transforms and stats.
+"""The latent library: shared networks, named per-shape codes, each shape's own detail grid.
 
 One ``.csdf`` file = safetensors tensors + JSON metadata (see ``library_meta``), written
-atomically (temporary file, fsync, rename). Loading never executes code and validates every
-tensor against the stored configuration.
+atomically (temporary file, fsync, rename). Shape ``i`` owns code row ``i`` and detail grid ``i``,
+stored compactly (``storage``: a compressed node mask and quantised, compressed features), so
+removing a shape drops everything it stored. Loading never executes code, checks every declared
+size against bounds and against the file's tensors before allocating anything, and validates
+every tensor.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import Preset, TrainConfig
+from .config import ModelConfig, Preset, SampleConfig, StorageConfig, TrainConfig
 from .errors import LibraryError
-from .library_meta import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, read_library_meta
+from .library_meta import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, OLDEST_READABLE_VERSION, read_header, read_library_meta
 from .meshes import Normalization
-from .model import CompactSdf, ModelConfig
-from .sampling import SampleConfig
+from .model import CompactSdf
+from .storage import pack_shape, unpack_shape
+
+_SHAPE_TENSORS = ("nodes", "features", "scales")
 
 
 @dataclass
@@ -42,12 +47,14 @@ class ShapeEntry:
 
 
 class Library:
-    """Shared model + codes (N, D) + one ShapeEntry per code row."""
+    """Shared model + codes (N, D) + one ShapeEntry (and one detail grid) per code row."""
 
     def __init__(self, preset: Preset, model: CompactSdf, codes: torch.Tensor, shapes: list[ShapeEntry],
                  history: list[dict] | None = None) -> None:
         if len(codes) != len(shapes):
             raise LibraryError(f"{len(codes)} codes but {len(shapes)} shape entries")
+        if model.detail is not None and len(model.detail.grid.keys) != len(shapes):
+            raise LibraryError(f"{len(model.detail.grid.keys)} detail grids but {len(shapes)} shape entries")
         names = [s.name for s in shapes]
         if len(set(names)) != len(names):
             raise LibraryError("duplicate shape names in library")
@@ -74,18 +81,27 @@ class Library:
 
     def code_bytes(self) -> int:
         """Bytes of one shape's code as stored."""
-        return self.codes.shape[1] * self.codes.element_size()
+        return self.codes.shape[1] * 4
 
     def shared_bytes(self) -> int:
-        """Bytes of everything shared (networks and grid) as stored."""
-        return sum(t.numel() * t.element_size() for t in _shared_tensors(self.model).values())
+        """Bytes of the shared networks as stored."""
+        return sum(t.numel() * 4 for t in _network_tensors(self.model).values())
 
     def copy(self) -> Library:
         """A deep copy (training a copy leaves this library untouched)."""
         return Library(self.preset, copy.deepcopy(self.model), self.codes.detach().clone(),
                        copy.deepcopy(self.shapes), copy.deepcopy(self.history))
 
-    def metadata(self) -> dict:
+    def metadata(self, detail_bytes: list[int] | None = None) -> dict:
+        """The JSON metadata stored in the file (``detail_bytes``: each shape's stored detail)."""
+        grid = self.model.detail.grid if self.model.detail is not None else None
+        shapes = []
+        for i, s in enumerate(self.shapes):
+            entry = s.to_dict(self.preset.model.code_size)
+            entry["nodes"] = grid.node_count(i) if grid is not None else 0
+            if detail_bytes is not None:
+                entry["detail_bytes"] = detail_bytes[i]
+            shapes.append(entry)
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -94,10 +110,26 @@ class Library:
             "model": self.preset.model.to_dict(),
             "sample": self.preset.sample.to_dict(),
             "train": self.preset.train.to_dict(),
-            "shapes": [s.to_dict(self.preset.model.code_size) for s in self.shapes],
+            "storage": self.preset.storage.to_dict(),
+            "shapes": shapes,
             "history": self.history,
-            "bytes": {"per_shape_code": self.code_bytes(), "shared": self.shared_bytes()},
+            "bytes": {"per_shape_code": self.code_bytes(), "shared": self.shared_bytes(),
+                      "per_shape_detail_mean": int(np.mean(detail_bytes)) if detail_bytes else 0},
         }
+
+    def tensors(self) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """Every tensor the file stores, and each shape's stored detail bytes."""
+        tensors = {"codes": self.codes.detach().float().cpu().contiguous()}
+        tensors.update({k: v.detach().float().cpu().contiguous() for k, v in _network_tensors(self.model).items()})
+        detail_bytes = [0] * len(self.shapes)
+        if self.model.detail is not None:
+            grid, storage = self.model.detail.grid, self.preset.storage
+            for i in range(len(self.shapes)):
+                packed = pack_shape(grid.keys[i].numpy(), grid.shape_features(i), grid.resolution,
+                                    storage.feature_bits, storage.zstd_level)
+                tensors.update({f"shape{i}.{k}": torch.from_numpy(v.copy()) for k, v in packed.items()})
+                detail_bytes[i] = sum(v.nbytes for v in packed.values())
+        return tensors, detail_bytes
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a crash or cancel never leaves a half-written library at ``path``."""
@@ -105,12 +137,11 @@ class Library:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {"codes": self.codes.detach().float().cpu().contiguous()}
-        tensors.update({k: v.detach().cpu().contiguous() for k, v in _shared_tensors(self.model).items()})
+        tensors, detail_bytes = self.tensors()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
-            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(self.metadata())})
+            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(self.metadata(detail_bytes))})
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
@@ -125,55 +156,96 @@ class Library:
         from safetensors.torch import load_file
 
         meta = read_library_meta(path)
+        if meta["format_version"] < OLDEST_READABLE_VERSION:
+            raise LibraryError(
+                f"{path}: library format {meta['format_version']} (one shared detail grid) is no longer supported; "
+                f"re-encode its meshes: python -m backend encode MESHES... -o {Path(path).name} --overwrite")
         try:
-            preset = Preset(meta["preset"], SampleConfig.from_dict(meta["sample"]),
-                            ModelConfig.from_dict(meta["model"]), TrainConfig.from_dict(meta["train"]))
+            preset = Preset(str(meta["preset"]), SampleConfig.from_dict(meta["sample"]),
+                            ModelConfig.from_dict(meta["model"], strict=True), TrainConfig.from_dict(meta["train"]),
+                            StorageConfig.from_dict(meta["storage"]))
             shapes = [ShapeEntry(s["name"], Normalization.from_dict(s["transform"]), str(s.get("source_sha256", "")),
                                  dict(s.get("stats", {}))) for s in meta["shapes"]]
+            node_counts = [int(s.get("nodes", 0)) for s in meta["shapes"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise LibraryError(f"{path}: the library metadata is invalid ({exc})") from exc
+        _check_declared_sizes(path, preset.model, len(shapes), node_counts)
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise LibraryError(f"{path}: the library tensors are unreadable ({exc})") from exc
-        model = CompactSdf(preset.model)
-        expected = _shared_tensors(model)
         codes = tensors.pop("codes", None)
-        if codes is None or codes.shape != (len(shapes), preset.model.code_size):
-            raise LibraryError(f"{path}: codes are missing or of the wrong size")
-        if model.detail is not None:
-            keys = tensors.get("detail.grid.keys")
-            if keys is None or keys.dtype != torch.int32 or keys.ndim != 1:
-                raise LibraryError(f"{path}: grid node keys are missing")
-            k = keys.numpy().astype(np.int64)
-            if len(k) and (k.min() < 0 or k.max() >= preset.model.grid_resolution**3 or np.any(np.diff(k) <= 0)):
-                raise LibraryError(f"{path}: grid node keys are invalid")
-            model.detail.grid.set_nodes(k)
-            expected = _shared_tensors(model)
-        if set(tensors) != set(expected):
-            raise LibraryError(f"{path}: unexpected tensors (missing {sorted(set(expected) - set(tensors))}, "
-                               f"extra {sorted(set(tensors) - set(expected))})")
-        for name, tensor in tensors.items():
-            if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
-                raise LibraryError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}")
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise LibraryError(f"{path}: tensor {name} holds NaN or infinite values")
+        if codes is None or codes.shape != (len(shapes), preset.model.code_size) or codes.dtype != torch.float32:
+            raise LibraryError(f"{path}: codes are missing or not {len(shapes)} x {preset.model.code_size} float32")
         if not torch.isfinite(codes).all():
             raise LibraryError(f"{path}: codes hold NaN or infinite values")
-        state = {k: v for k, v in tensors.items() if k != "detail.grid.keys"}
+        model = CompactSdf(preset.model)
+        network = {k: v for k, v in tensors.items() if not k.startswith("shape")}
+        _check_tensors(path, network, _network_tensors(model))
+        state = dict(network)
+        if model.detail is not None:
+            keys, features = [], []
+            for i, count in enumerate(node_counts):
+                stored = {k: tensors[f"shape{i}.{k}"].numpy() for k in _SHAPE_TENSORS}
+                k, f = unpack_shape(stored, preset.model.grid_resolution, preset.model.grid_channels,
+                                    preset.storage.feature_bits, count, f"{path}: shape {shapes[i].name!r}")
+                keys.append(k)
+                features.append(f)
+            model.detail.grid.set_shapes(keys, features)
+            state["detail.grid.features"] = model.detail.grid.features.detach()
         model.load_state_dict(state, strict=True)
         model.eval()
         return cls(preset, model.to(device), codes.to(device), shapes, list(meta.get("history", [])))
 
 
-def _shared_tensors(model: CompactSdf) -> dict[str, torch.Tensor]:
-    """Every shared tensor that a library stores, by name (node keys as int32: half the bytes)."""
-    tensors = dict(model.state_dict())
-    if model.detail is not None:
-        tensors["detail.grid.keys"] = model.detail.grid.keys.to(torch.int32)
-    return tensors
+def _network_tensors(model: CompactSdf) -> dict[str, torch.Tensor]:
+    """The shared networks' weights by name (each shape's grid is stored separately)."""
+    return {k: v for k, v in model.state_dict().items() if k != "detail.grid.features"}
+
+
+def _expected_shapes(config: ModelConfig, shape_count: int) -> dict[str, tuple[int, ...]]:
+    """Every tensor name the file must hold with its shape (blobs: None), computed without allocating."""
+    with torch.device("meta"):
+        model = CompactSdf(config)
+    shapes: dict[str, tuple[int, ...] | None] = {k: tuple(v.shape) for k, v in _network_tensors(model).items()}
+    shapes["codes"] = (shape_count, config.code_size)
+    if config.detail:
+        for i in range(shape_count):
+            shapes.update({f"shape{i}.nodes": None, f"shape{i}.features": None, f"shape{i}.scales": (config.grid_channels,)})
+    return shapes  # type: ignore[return-value]
+
+
+def _check_declared_sizes(path: str | Path, config: ModelConfig, shape_count: int, node_counts: list[int]) -> None:
+    """The file's tensors must be exactly those the metadata implies, before any of them is read."""
+    header = {k: v for k, v in read_header(path).items() if k != "__metadata__"}
+    expected = _expected_shapes(config, shape_count)
+    if set(header) != set(expected):
+        missing, extra = sorted(set(expected) - set(header))[:5], sorted(set(header) - set(expected))[:5]
+        raise LibraryError(f"{path}: the tensors do not match the metadata (missing {missing}, extra {extra})")
+    for name, shape in expected.items():
+        declared = header[name]
+        if not isinstance(declared, dict) or not isinstance(declared.get("shape"), list):
+            raise LibraryError(f"{path}: tensor {name} has no valid header entry")
+        if shape is not None and tuple(declared["shape"]) != shape:
+            raise LibraryError(f"{path}: tensor {name} has shape {tuple(declared['shape'])}, expected {shape}")
+        if shape is None and (declared.get("dtype") != "U8" or len(declared["shape"]) != 1):
+            raise LibraryError(f"{path}: tensor {name} must be a byte string (dtype U8), got {declared.get('dtype')}")
+    limit = config.grid_resolution**3
+    if any(n < 0 or n > limit for n in node_counts):
+        raise LibraryError(f"{path}: a shape declares more detail nodes than its {config.grid_resolution}^3 lattice has")
+
+
+def _check_tensors(path: str | Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    for name, want in expected.items():
+        tensor = tensors[name]
+        if tensor.dtype != torch.float32:
+            raise LibraryError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected float32")
+        if tensor.shape != want.shape:
+            raise LibraryError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(want.shape)}")
+        if not torch.isfinite(tensor).all():
+            raise LibraryError(f"{path}: tensor {name} holds NaN or infinite values")
 
 
 def history_entry(kind: str, names: list[str], stats: dict) -> dict:
-    """A record of one encode/add/invert run for the library's history."""
+    """A record of one encode/add/remove/rename/replace run for the library's history."""
     return {"kind": kind, "shapes": names, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **stats}

@@ -15,7 +15,9 @@ from pathlib import Path
 from .errors import LibraryError
 
 FORMAT_NAME = "compact-sdf-library"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Oldest format this version still reads (format 1 stored one shared grid; re-encode those files).
+OLDEST_READABLE_VERSION = 2
 METADATA_KEY = "compact_sdf"
 _MAX_HEADER_BYTES = 64 * 1024 * 1024
 

@@ -1,52 +1,24 @@
 """The two-branch SDF network of DESIGN §1.
 
 * ``CoarseBranch`` (generalization): MLP on [z, x, PE(x)] with a skip connection and geometric
-  initialisation, so the untrained SDF is a sphere. Owns the whole cube.
-* ``SparseGrid`` + ``DetailBranch`` (overfitting): a feature grid shared by all shapes, stored only
-  at lattice nodes near some training surface (the union of the shapes' bands), read by trilinear
-  interpolation; a small MLP on [z, c(x), x] turns features into a correction. The correction is
-  multiplied by the interpolated node-presence weight, so it fades to exactly zero outside the
-  stored band: the grid never acts in the far field, and there is no seam where the band ends.
+  initialisation, so the untrained SDF is a sphere. Owns the whole cube and the latent space.
+* ``ShapeGrids`` + ``DetailBranch`` (overfitting): sparse feature grids on one shared lattice, each
+  shape storing features only at its own nodes near its surface, read by trilinear interpolation;
+  a small MLP on [z, c(x), x], shared by all shapes, turns features into a correction. Where a
+  shape has no nodes its correction has zero presence: the grid never acts in the far field, and
+  one shape's detail never leaks into another's.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Sizes of the network. Presets live in ``backend.config``."""
-
-    code_size: int = 64
-    pe_frequencies: int = 6  #: NeRF-style positional encoding of x in the coarse branch
-    coarse_width: int = 128
-    coarse_depth: int = 4  #: hidden layers; the input is re-injected before the middle one
-    grid_resolution: int = 256  #: lattice points per axis over [-1, 1] (at most 1024)
-    grid_channels: int = 8
-    detail_width: int = 64
-    detail_depth: int = 2
-    detail: bool = True  #: False gives the generalization-only (DeepSDF-style) baseline
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown model settings {sorted(unknown)}")
-        config = cls(**data)
-        if not 2 <= config.grid_resolution <= 1024:
-            raise ValueError(f"grid resolution {config.grid_resolution} is outside 2..1024")
-        return config
+from .config import ModelConfig
 
 
 def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
@@ -98,40 +70,59 @@ class CoarseBranch(nn.Module):
         return self.out(h).squeeze(1)
 
 
-class SparseGrid(nn.Module):
-    """Shared feature grid stored at a sparse set of lattice nodes, read trilinearly.
+class ShapeGrids(nn.Module):
+    """Each shape's own sparse feature grid, all on one lattice, read trilinearly.
 
-    Row 0 of ``features`` is a fixed zero row standing for "no node here". Gradients are sparse
-    (``embedding_bag``), so an optimiser step touches only the rows a batch used.
+    Shape ``s`` stores features only at its lattice nodes within the storage band of its
+    surface (sorted linear indices ``keys[s]``); its rows are ``offsets[s] + 1 ...`` of one
+    ``features`` table whose row 0 is a fixed zero row ("no node here"). A shape never reads
+    another shape's rows, so adding or removing shapes leaves every other shape untouched.
+    Gradients are sparse (``embedding_bag``): an optimiser step touches only the rows a batch used.
     """
 
     def __init__(self, resolution: int, channels: int) -> None:
         super().__init__()
         self.resolution = resolution
         self.features = nn.Parameter(torch.zeros(1, channels))
-        self.register_buffer("keys", torch.zeros(0, dtype=torch.int64), persistent=False)
-        self.register_buffer("table", torch.zeros(resolution**3, dtype=torch.int32), persistent=False)
+        self.keys: list[torch.Tensor] = []
+        self.offsets: list[int] = []
 
-    def set_nodes(self, keys: np.ndarray, features: torch.Tensor | None = None) -> None:
-        """Store features at linear lattice indices ``keys`` (sorted, unique); new rows start at zero."""
-        keys_t = torch.as_tensor(np.asarray(keys, dtype=np.int64))
-        rows = torch.zeros(len(keys_t) + 1, self.features.shape[1])
-        if features is not None:
-            rows[1:] = features
-        self.keys = keys_t
-        self.table = torch.zeros(self.resolution**3, dtype=torch.int32)
-        self.table[keys_t] = torch.arange(1, len(keys_t) + 1, dtype=torch.int32)
-        self.features = nn.Parameter(rows)
+    @property
+    def channels(self) -> int:
+        return self.features.shape[1]
 
-    def add_nodes(self, keys: np.ndarray) -> None:
-        """Add zero-initialised nodes; existing nodes keep their features."""
-        old_keys = self.keys.numpy()
-        merged = np.union1d(old_keys, keys)
-        features = torch.zeros(len(merged), self.features.shape[1])
-        features[np.searchsorted(merged, old_keys)] = self.features.detach()[1:]
-        self.set_nodes(merged, features)
+    def node_count(self, shape: int) -> int:
+        return len(self.keys[shape])
 
-    def corners(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def shape_features(self, shape: int) -> torch.Tensor:
+        """The (k, C) feature rows of one shape."""
+        start = self.offsets[shape] + 1
+        return self.features[start : start + len(self.keys[shape])]
+
+    def set_shapes(self, keys: list[np.ndarray], features: list[torch.Tensor | None] | None = None) -> None:
+        """Replace every shape's nodes (sorted unique linear indices); missing features start at zero."""
+        features = features or [None] * len(keys)
+        rows = [torch.zeros(1, self.channels)]
+        self.keys, self.offsets = [], []
+        for k, f in zip(keys, features):
+            self.offsets.append(sum(len(r) for r in rows) - 1)
+            self.keys.append(torch.as_tensor(np.asarray(k, dtype=np.int64)))
+            rows.append(torch.zeros(len(k), self.channels) if f is None else f.detach().float().cpu())
+        self.features = nn.Parameter(torch.cat(rows).to(self.features.device))
+
+    def all_shapes(self) -> tuple[list[np.ndarray], list[torch.Tensor]]:
+        """(keys, features) of every shape, for rebuilding after adding or removing shapes."""
+        return [k.numpy() for k in self.keys], [self.shape_features(s).detach().cpu() for s in range(len(self.keys))]
+
+    def rows_at(self, shape: int, index: torch.Tensor) -> torch.Tensor:
+        """Feature rows of linear lattice indices ``index`` for ``shape`` (0 where it has no node)."""
+        keys = self.keys[shape].to(index.device)
+        if not len(keys):
+            return torch.zeros_like(index)
+        pos = torch.searchsorted(keys, index).clamp_max(len(keys) - 1)
+        return torch.where(keys[pos] == index, pos + 1 + self.offsets[shape], torch.zeros_like(pos))
+
+    def corners(self, shape: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row ids (B, 8) and trilinear weights (B, 8) of the cell containing each point."""
         r = self.resolution
         u = (x.clamp(-1, 1) + 1) * ((r - 1) / 2)
@@ -139,53 +130,49 @@ class SparseGrid(nn.Module):
         frac = u - i0
         i0 = i0.long()
         base = (i0[:, 0] * r + i0[:, 1]) * r + i0[:, 2]
-        rows, weights = [], []
+        index, weights = [], []
         for dx in (0, 1):
             wx = frac[:, 0] if dx else 1 - frac[:, 0]
             for dy in (0, 1):
                 wy = frac[:, 1] if dy else 1 - frac[:, 1]
                 for dz in (0, 1):
                     wz = frac[:, 2] if dz else 1 - frac[:, 2]
-                    rows.append(self.table[base + (dx * r + dy) * r + dz])
+                    index.append(base + (dx * r + dy) * r + dz)
                     weights.append(wx * wy * wz)
-        return torch.stack(rows, 1).long(), torch.stack(weights, 1)
-
-    def node_rows(self, index: torch.Tensor) -> torch.Tensor:
-        """Rows (k, 1) of linear lattice indices; with weight 1 they read a node's own features."""
-        return self.table[index].long()[:, None]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Interpolated features (B, C) and node-presence weight (B,) in [0, 1]."""
-        return self.lookup(*self.corners(x))
+        return self.rows_at(shape, torch.stack(index, 1)), torch.stack(weights, 1)
 
     def lookup(self, rows: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and presence for precomputed ``rows``/``weights`` (B, K) (see ``corners``)."""
-        present = (rows > 0).to(weights.dtype)
-        feats = F.embedding_bag(rows, self.features, per_sample_weights=weights, mode="sum", sparse=True, padding_idx=0)
-        return feats, (weights * present).sum(1)
+        """Features renormalised over the present corners (B, C) and node presence (B,) in [0, 1]."""
+        present = weights * (rows > 0).to(weights.dtype)
+        presence = present.sum(1)
+        feats = F.embedding_bag(rows, self.features, per_sample_weights=present / presence.clamp_min(1e-6)[:, None],
+                                mode="sum", sparse=True, padding_idx=0)
+        return feats, presence
 
 
 class DetailBranch(nn.Module):
-    """Local MLP f_o(z, c(x), x) over the shared sparse grid."""
+    """Local MLP f_o(z, c(x), x) over each shape's own sparse grid."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.grid = SparseGrid(config.grid_resolution, config.grid_channels)
+        self.grid = ShapeGrids(config.grid_resolution, config.grid_channels)
         dims = [config.code_size + config.grid_channels + 3] + [config.detail_width] * config.detail_depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.out = nn.Linear(dims[-1], 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.from_lookup(z, x, *self.grid(x))
+    def forward(self, shape: int, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Correction (B,) of ``shape`` at x, and its node presence (B,): 0 where it has no nodes."""
+        feats, presence = self.grid.lookup(*self.grid.corners(shape, x))
+        return self.from_features(z, x, feats), presence
 
-    def from_lookup(self, z: torch.Tensor, x: torch.Tensor, feats: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
-        """The correction at x (B,) given the grid's features and presence there."""
+    def from_features(self, z: torch.Tensor, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """The correction at x (B,) given interpolated features."""
         h = torch.cat([z, feats, x], dim=1)
         for layer in self.layers:
             h = F.relu(layer(h))
-        return self.out(h).squeeze(1) * presence
+        return self.out(h).squeeze(1)
 
 
 class CompactSdf(nn.Module):
@@ -197,9 +184,10 @@ class CompactSdf(nn.Module):
         self.coarse = CoarseBranch(config)
         self.detail = DetailBranch(config) if config.detail else None
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(coarse prediction, fused prediction) for codes z (B, D) at points x (B, 3)."""
+    def forward(self, shape: int, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(coarse prediction, fused prediction) of grid ``shape`` with codes z (B, D) at points x (B, 3)."""
         coarse = self.coarse(z, x)
         if self.detail is None:
             return coarse, coarse
-        return coarse, coarse + self.detail(z, x)
+        correction, presence = self.detail(shape, z, x)
+        return coarse, coarse + presence * correction

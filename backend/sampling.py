@@ -13,13 +13,12 @@ a sensible inside.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .config import SampleConfig
 from .meshes import Mesh
 
 _CHUNK = 262_144
@@ -98,31 +97,6 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
     t = tri[face]
     return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
-
-
-@dataclass(frozen=True)
-class SampleConfig:
-    """How many ground-truth samples to draw per shape (normalised units)."""
-
-    grid_resolution: int = 256  #: lattice of the band set = the detail grid's lattice
-    band_cells: float = 4.0  #: band half-width in lattice voxels
-    surface_points: int = 200_000  #: surface points jittered by N(0, near_sigma)
-    near_sigma_cells: float = 1.0  #: narrow jitter, in lattice voxels
-    wide_points: int = 100_000  #: surface points jittered by N(0, wide_sigma)
-    wide_sigma: float = 0.025
-    uniform_points: int = 100_000  #: uniform in [-1, 1]^3
-
-    def key(self) -> str:
-        """Short hash naming cached samples drawn with this configuration."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SampleConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

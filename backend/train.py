@@ -1,20 +1,24 @@
 """Auto-decoder training (DESIGN §1), staged for CPU throughput.
 
 1. **Coarse phase**: codes and the coarse branch learn from every sample (band nodes, jittered
-   surface points, uniform points), with the paper's code regulariser.
+   surface points, uniform points), with the paper's code regulariser. A share of each batch is
+   taught at blends of two shapes' codes against the blend of their distances, so the space
+   between the codes is trained too (clean in-betweens).
 2. **Detail phase**: codes and the coarse branch are frozen, their prediction is computed once
-   at every detail sample, and the detail MLP and shared grid learn the residual with large
-   batches. A detail step costs no coarse evaluation, so each grid node is visited many times
-   more per second than in joint training; the grid gets sparse gradients (SparseAdam touches
-   only the rows a batch used).
+   at every detail sample, and each shape's own grid (plus the shared detail MLP) learns the
+   residual with large batches and sparse updates (SparseAdam touches only the rows a batch used).
 
-Inverting an unseen shape optimises only its code through both branches (``fit_code``).
+Steps scale with the collection: the coarse phase with the number of shapes, the detail phase
+with the number of stored nodes, so every shape gets the same training whatever the library size.
+Adding shapes fits each new code with the coarse branch frozen (``fit_code``), then trains only
+the new shapes' grids with the detail MLP frozen: the old shapes do not change at all.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +43,7 @@ class TrainStats:
     fused_loss: float
 
 
-def schedule(steps: int, budget_s: float | None):
+def schedule(steps: int, budget_s: float | None) -> Iterator[tuple[int, float]]:
     """Yield (step, fraction done): ``steps`` steps, or as many as fit in ``budget_s`` seconds."""
     if budget_s is None:
         yield from ((step, step / steps) for step in range(steps))
@@ -80,9 +84,9 @@ def sample_pools(samples: list[ShapeSamples], resolution: int, device: torch.dev
     return band, points
 
 
-def code_regularizer(codes: torch.Tensor, rows: torch.Tensor, config: TrainConfig, frac: float) -> torch.Tensor:
+def code_regularizer(codes: torch.Tensor, config: TrainConfig, frac: float) -> torch.Tensor:
     """The paper's small penalty on mean code norm, ramped in over the first tenth of training."""
-    return config.code_regularization * min(1.0, 10 * frac) * codes[rows].norm(dim=1).mean()
+    return config.code_regularization * min(1.0, 10 * frac) * codes.norm(dim=1).mean()
 
 
 def cap_code_norms(codes: torch.Tensor) -> None:
@@ -91,75 +95,71 @@ def cap_code_norms(codes: torch.Tensor) -> None:
         codes.div_(codes.norm(dim=1, keepdim=True).clamp_min(1.0))
 
 
-def train(
-    model: CompactSdf,
-    codes: torch.nn.Parameter,
-    samples: list[ShapeSamples],
-    config: TrainConfig,
-    *,
-    shape_rows: list[int],
-    trainable_rows: list[int] | None = None,
-    seed: int = 0,
-    reporter: Reporter | None = None,
-) -> TrainStats:
-    """Fit ``samples[i]`` with code row ``shape_rows[i]``: coarse phase, then detail phase.
+def slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Row-wise spherical blend of codes a and b (B, D) at t (B,): directions on the sphere, norms linear."""
+    na, nb = a.norm(dim=1, keepdim=True).clamp_min(1e-12), b.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    ua, ub = a / na, b / nb
+    theta = torch.acos((ua * ub).sum(1, keepdim=True).clamp(-1 + 1e-6, 1 - 1e-6))
+    t = t[:, None]
+    direction = (torch.sin((1 - t) * theta) * ua + torch.sin(t * theta) * ub) / torch.sin(theta)
+    return direction * ((1 - t) * na + t * nb)
 
-    Only ``trainable_rows`` of the codes move (default: all of ``shape_rows``).
+
+def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[ShapeSamples], config: TrainConfig, *,
+                 steps: int, budget_s: float | None, gen: torch.Generator, reporter: Reporter,
+                 progress: tuple[int, int]) -> tuple[int, float]:
+    """Codes (one row per sample set) and the coarse branch on every sample; (steps done, loss).
+
+    With two or more shapes, ``blend_fraction`` of each batch sits at a random blend of two codes
+    and learns the same blend of the two shapes' distances: the shape's true distance and the
+    other's current prediction (no gradient), so in-betweens stay whole and evenly paced.
     """
-    reporter = reporter or Reporter()
-    device = codes.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    rows = torch.tensor(shape_rows, dtype=torch.int64, device=device)
-    mask = torch.zeros(len(codes), 1, device=device)
-    mask[shape_rows if trainable_rows is None else trainable_rows] = 1
-    band, points = sample_pools(samples, model.config.grid_resolution, device)
-    detail_steps = config.detail_steps if model.detail is not None else 0
-    budgets = _phase_budgets(config.time_budget_s, config.steps, detail_steps)
-    total = 1000 if budgets[0] is not None else config.steps + detail_steps
-    start = time.perf_counter()
-    coarse_done = detail_done = 0
-
+    band, points = sample_pools(samples, model.config.grid_resolution, codes.device)
     opt = torch.optim.Adam([{"params": [codes], "lr": config.lr_code},
                             {"params": list(model.coarse.parameters()), "lr": config.lr_network}])
     base = [[g["lr"] for g in opt.param_groups]]
-    coarse_loss = torch.zeros(())
-    for step, frac in schedule(config.steps, budgets[0]):
+    n_blend = int((config.band_batch + config.point_batch) * config.blend_fraction) if len(samples) > 1 else 0
+    loss, done = torch.zeros(()), 0
+    for step, frac in schedule(steps, budget_s):
         cosine_decay([opt], base, frac, config.final_lr_fraction)
-        coarse_done += 1
+        done += 1
         bi, pi = band.draw(config.band_batch, gen), points.draw(config.point_batch, gen)
         x = torch.cat([band.points[bi], points.points[pi]])
         sdf = torch.cat([band.sdf[bi], points.sdf[pi]])
-        shapes = torch.cat([band.shape[bi], points.shape[pi]])
-        coarse_loss = (model.coarse(codes[rows[shapes]], x) - sdf).abs().mean()
-        loss = coarse_loss + code_regularizer(codes, rows, config, frac)
+        z = codes[torch.cat([band.shape[bi], points.shape[pi]])]
+        if n_blend:
+            z, sdf = _blend_batch(model, codes, z, x, sdf, n_blend, gen)
+        loss = (model.coarse(z, x) - sdf).abs().mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        codes.grad *= mask
+        (loss + code_regularizer(codes, config, frac)).backward()
         opt.step()
         cap_code_norms(codes)
         if step % 10 == 0:
-            done = int(frac * config.steps / (config.steps + detail_steps) * total) if budgets[0] else step + 1
-            reporter.report("training coarse", done, total, coarse_loss.item())
-
-    fused_loss = coarse_loss.item()
-    if model.detail is not None:
-        detail_done, fused_loss = _detail_phase(model, codes.detach()[rows], samples, config, gen,
-                                                reporter, total, budgets[1])
-    reporter.report("training detail", total, total, fused_loss)
-    return TrainStats(coarse_done, detail_done, time.perf_counter() - start, coarse_loss.item(), fused_loss)
+            reporter.report("training coarse", progress[0] + int(frac * steps), progress[1], loss.item())
+    return done, loss.item()
 
 
-def _phase_budgets(budget_s: float | None, coarse_steps: int, detail_steps: int) -> tuple[float | None, float | None]:
-    """Split a wall-clock budget between the phases in proportion to their step counts."""
-    if budget_s is None:
-        return None, None
-    share = coarse_steps / (coarse_steps + detail_steps)
-    return budget_s * share, budget_s * (1 - share)
+def _blend_batch(model: CompactSdf, codes: torch.Tensor, z: torch.Tensor, x: torch.Tensor, sdf: torch.Tensor,
+                 n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the last ``n`` samples of a batch to blends with another shape's code (see train_coarse)."""
+    other = codes[torch.randint(len(codes), (n,), generator=gen, device=codes.device)]
+    t = torch.rand(n, generator=gen, device=codes.device)
+    with torch.no_grad():
+        other_sdf = model.coarse(other, x[-n:])
+    z = torch.cat([z[:-n], slerp_rows(z[-n:], other, t)])
+    return z, torch.cat([sdf[:-n], (1 - t) * sdf[-n:] + t * other_sdf])
 
 
 @torch.no_grad()
-def _coarse_at(model: CompactSdf, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def coarse_at(model: CompactSdf, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The coarse branch for one code z (1, D) at points x (k, 3), in chunks."""
     return torch.cat([model.coarse(z.expand(len(c), -1), c) for c in x.split(_CHUNK)]) if len(x) else x[:, 0]
+
+
+def stored_band(samples: ShapeSamples, resolution: int, band_cells: float) -> tuple[np.ndarray, np.ndarray]:
+    """(linear indices, exact sdf) of the sample band's nodes within ``band_cells`` voxels: what a shape stores."""
+    keep = np.abs(samples.band_sdf) <= band_cells * 2.0 / (resolution - 1)
+    return samples.band_index[keep], samples.band_sdf[keep]
 
 
 class _DetailSet:
@@ -178,88 +178,92 @@ class _DetailSet:
         return self.order[self.cursor - n : self.cursor]
 
 
-def _detail_sets(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], reporter: Reporter) -> tuple[_DetailSet, _DetailSet]:
-    """(band-lattice nodes, near-surface points) of all shapes, ready for detail steps.
+def _detail_sets(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], grids: list[int],
+                 band_cells: float, reporter: Reporter) -> tuple[_DetailSet, _DetailSet]:
+    """(stored nodes, near-surface points) of the shapes with grids ``grids``, ready for detail steps.
 
-    A lattice node reads only its own row (trilinear weights are one-hot there), which makes
-    a node sample 8 times cheaper than an off-lattice point.
+    A stored node reads only its own row (trilinear weights are one-hot there), which makes a node
+    sample 8 times cheaper than an off-lattice point. Near points outside half the stored band
+    (presence below 1/2) are left out: decoding never reads the grid there.
     """
     grid, res, device = model.detail.grid, model.config.grid_resolution, z.device
     parts: dict[str, list[list[torch.Tensor]]] = {"nodes": [], "near": []}
-    for i, s in enumerate(samples):
+    for i, (s, g) in enumerate(zip(samples, grids)):
         reporter.check()
-        nodes = torch.as_tensor(s.band_index).to(device)
-        for key, x, sdf in (("nodes", torch.as_tensor(lattice_points(s.band_index, res)), s.band_sdf),
-                            ("near", torch.as_tensor(s.points[: s.near_count]), s.points_sdf[: s.near_count])):
-            x = x.to(device)
-            if key == "nodes":
-                rows, weights = grid.node_rows(nodes), torch.ones(len(x), 1, device=device)
-            else:
-                rows, weights = grid.corners(x)
-            residual = torch.as_tensor(sdf).to(device) - _coarse_at(model, z[i : i + 1], x)
-            parts[key].append([torch.full((len(x),), i, dtype=torch.int64, device=device), x, residual, rows, weights])
+        index, sdf = stored_band(s, res, band_cells)
+        near = torch.as_tensor(s.points[: s.near_count]).to(device)
+        rows, weights = grid.corners(g, near)
+        keep = (weights * (rows > 0)).sum(1) >= 0.5
+        kinds = (("nodes", torch.as_tensor(lattice_points(index, res)).to(device), torch.as_tensor(sdf).to(device),
+                  grid.rows_at(g, torch.as_tensor(index).to(device))[:, None], torch.ones(len(index), 1, device=device)),
+                 ("near", near[keep], torch.as_tensor(s.points_sdf[: s.near_count]).to(device)[keep], rows[keep], weights[keep]))
+        for key, x, target, r, w in kinds:
+            residual = target - coarse_at(model, z[i : i + 1], x)
+            parts[key].append([torch.full((len(x),), i, dtype=torch.int64, device=device), x, residual, r, w])
     return tuple(_DetailSet(*(torch.cat(col) for col in zip(*parts[k]))) for k in ("nodes", "near"))  # type: ignore[return-value]
 
 
-def _detail_phase(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], config: TrainConfig,
-                  gen: torch.Generator, reporter: Reporter, total: int, budget_s: float | None) -> tuple[int, float]:
-    """Train the detail MLP and grid on the residual of the frozen coarse branch; (steps, loss).
+def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], grids: list[int], config: TrainConfig,
+                 *, band_cells: float, train_mlp: bool, budget_s: float | None, gen: torch.Generator,
+                 reporter: Reporter, progress: tuple[int, int]) -> tuple[int, float]:
+    """Fit the grids ``grids`` (and the detail MLP if ``train_mlp``) to the frozen coarse branch's residual.
 
-    Each batch is 7/8 band-lattice nodes (what decoding at the grid's resolution reads) and 1/8
-    near-surface points between nodes (what other resolutions read).
+    ``z`` holds the frozen code of each sample set. Each batch is 7/8 stored nodes (what decoding at
+    the grid's resolution reads) and 1/8 near-surface points between nodes (what other
+    resolutions read). Returns (steps done, last loss).
     """
     detail = model.detail
-    sets = _detail_sets(model, z, samples, reporter)
+    sets = _detail_sets(model, z, samples, grids, band_cells, reporter)
+    steps = config.detail_steps_for(len(sets[0].x))
     sizes = (config.detail_batch * 7 // 8, config.detail_batch // 8)
-    grid = detail.grid.features
-    dense = torch.optim.Adam([p for p in detail.parameters() if p is not grid], lr=config.lr_network)
-    sparse = torch.optim.SparseAdam([grid], lr=config.lr_grid)
-    base = [[config.lr_network], [config.lr_grid]]
-    loss, steps_done = torch.zeros(()), 0
-    share = config.steps / (config.steps + config.detail_steps)
-    for step, frac in schedule(config.detail_steps, budget_s):
-        cosine_decay([dense, sparse], base, frac, config.final_lr_fraction)
-        steps_done += 1
-        loss = 0.0
+    features = detail.grid.features
+    optimizers: list[torch.optim.Optimizer] = [torch.optim.SparseAdam([features], lr=config.lr_grid)]
+    base = [[config.lr_grid]]
+    if train_mlp:
+        optimizers.append(torch.optim.Adam([p for p in detail.parameters() if p is not features], lr=config.lr_network))
+        base.append([config.lr_network])
+    loss, done = torch.zeros(()), 0
+    for step, frac in schedule(steps, budget_s):
+        cosine_decay(optimizers, base, frac, config.final_lr_fraction)
+        done += 1
+        loss = torch.zeros(())
         for part, n in zip(sets, sizes):
-            i = part.draw(n, gen)
-            pred = detail.from_lookup(z[part.z_index[i]], part.x[i], *detail.grid.lookup(part.rows[i], part.weights[i]))
+            i = part.draw(min(n, len(part.x)), gen) if len(part.x) else part.order[:0]
+            feats, _ = detail.grid.lookup(part.rows[i], part.weights[i])
+            pred = detail.from_features(z[part.z_index[i]], part.x[i], feats)
             loss = loss + (pred - part.residual[i]).abs().sum() / config.detail_batch
-        dense.zero_grad(set_to_none=True)
-        sparse.zero_grad(set_to_none=True)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        dense.step()
-        sparse.step()
+        for opt in optimizers:
+            opt.step()
         if step % 10 == 0:
-            done = int((share + (1 - share) * frac) * total) if budget_s else config.steps + step + 1
-            reporter.report("training detail", done, total, loss.item())
-    return steps_done, loss.item()
+            reporter.report("training detail", progress[0] + int(frac * (progress[1] - progress[0])), progress[1], loss.item())
+    return done, loss.item()
 
 
 def fit_code(model: CompactSdf, samples: ShapeSamples, config: TrainConfig, init: torch.Tensor, *, steps: int,
-             seed: int = 0, reporter: Reporter | None = None) -> torch.Tensor:
-    """Optimise one code (1, D) for an unseen shape with every shared weight frozen."""
+             gen: torch.Generator, reporter: Reporter | None = None) -> tuple[torch.Tensor, float]:
+    """Optimise one code (1, D) for a new shape through the frozen coarse branch; (code, last loss)."""
     reporter = reporter or Reporter()
-    device = init.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    band, points = sample_pools([samples], model.config.grid_resolution, device)
+    band, points = sample_pools([samples], model.config.grid_resolution, init.device)
     code = torch.nn.Parameter(init.clone())
     opt = torch.optim.Adam([code], lr=config.lr_invert)
     model.requires_grad_(False)
+    loss = torch.zeros(())
     try:
         for step in range(steps):
             cosine_decay([opt], [[config.lr_invert]], step / steps, config.final_lr_fraction)
             bi, pi = band.draw(config.band_batch // 4, gen), points.draw(config.point_batch // 4, gen)
             x = torch.cat([band.points[bi], points.points[pi]])
             sdf = torch.cat([band.sdf[bi], points.sdf[pi]])
-            coarse, fused = model(code.expand(len(x), -1), x)
-            loss = (coarse - sdf).abs().mean() + (fused - sdf).abs().mean() + code_regularizer(code, torch.zeros(1, dtype=torch.int64), config, 1.0)
+            loss = (model.coarse(code.expand(len(x), -1), x) - sdf).abs().mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + code_regularizer(code, config, 1.0)).backward()
             opt.step()
             cap_code_norms(code)
             if step % 10 == 0 or step == steps - 1:
-                reporter.report("inverting", step + 1, steps, loss.item())
+                reporter.report("fitting code", step + 1, steps, loss.item())
     finally:
         model.requires_grad_(True)
-    return code.detach()
+    return code.detach(), loss.item()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from backend import metrics
-from backend.api import decode, resolve_code
+from backend.api import decode
 from backend.library import Library
 from backend.meshes import Mesh, normalization
 from backend.metrics import compare_meshes, component_count, fidelity_ratio, is_closed, point_to_mesh_distance
@@ -79,13 +79,12 @@ def interpolation_path(lib: Library, a: str, b: str, inbetweens: int, resolution
     """Decode a, ``inbetweens`` slerp blends and b; shares closed / single-component among the
     in-betweens, and each step's CD-L1 divided by the endpoint CD-L1 (1/(K+1) each if uniform).
 
-    Blends are decoded from raw codes, so all meshes share the normalised frame.
+    Every mesh is decoded in the normalised frame, so all of them share it.
     """
     weights = list(np.linspace(0.0, 1.0, inbetweens + 2))
     meshes = []
     for t in weights:
-        code, _ = resolve_code(lib, {a: 1.0 - t, b: t} if 0 < t < 1 else (a if t == 0 else b))
-        meshes.append(as_mesh(decode(lib, code.cpu().numpy(), resolution=resolution, band=band)))
+        meshes.append(as_mesh(decode(lib, {a: 1.0 - t, b: t}, resolution=resolution, band=band, normalized=True)))
     middle = meshes[1:-1]
     closed = float(np.mean([is_closed(m.faces) for m in middle])) if middle else float("nan")
     single = float(np.mean([component_count(m.faces) == 1 for m in middle])) if middle else float("nan")

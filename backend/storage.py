@@ -1,0 +1,82 @@
+"""Compact storage of each shape's detail: node masks and quantised features, zstd-compressed.
+
+A shape's stored nodes are a bit mask over the grid lattice (``np.packbits`` in linear-index
+order); its features are rounded to signed 8-bit integers with one scale per channel (or kept as
+float16), in node order. Both blobs are zstd-compressed. Decompression is bounded by sizes known
+before anything is allocated, so a forged blob cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import LibraryError
+
+
+def quantize(features: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(stored values, per-channel scales) of a shape's (k, C) features: int8 with scales, or float16."""
+    f = features.detach().float().cpu().numpy()
+    if bits == 16:
+        return f.astype(np.float16), np.ones(f.shape[1], np.float32)
+    scales = (np.abs(f).max(axis=0) / 127.0 if len(f) else np.zeros(f.shape[1])).astype(np.float32)
+    scales[scales == 0] = 1.0
+    return np.clip(np.rint(f / scales), -127, 127).astype(np.int8), scales
+
+
+def dequantize(values: np.ndarray, scales: np.ndarray) -> torch.Tensor:
+    """Features (k, C) float32 from stored values and per-channel scales."""
+    return torch.from_numpy(values.astype(np.float32) * scales[None, :].astype(np.float32))
+
+
+def round_trip(features: torch.Tensor, bits: int) -> torch.Tensor:
+    """``features`` as they will read back after saving (so a fresh library equals its file)."""
+    return dequantize(*quantize(features, bits))
+
+
+def pack_shape(keys: np.ndarray, features: torch.Tensor, resolution: int, bits: int, level: int) -> dict[str, np.ndarray]:
+    """The stored arrays of one shape: compressed node mask, compressed features, scales."""
+    import zstandard
+
+    mask = np.zeros(resolution**3, dtype=bool)
+    mask[keys] = True
+    values, scales = quantize(features, bits)
+    compressor = zstandard.ZstdCompressor(level=level)
+    return {"nodes": np.frombuffer(compressor.compress(np.packbits(mask).tobytes()), np.uint8),
+            "features": np.frombuffer(compressor.compress(values.tobytes()), np.uint8),
+            "scales": scales}
+
+
+def _decompress(blob: np.ndarray, size: int, what: str) -> bytes:
+    import zstandard
+
+    try:
+        declared = zstandard.frame_content_size(blob.tobytes())
+        if declared != size:
+            raise LibraryError(f"{what} declares {declared} bytes, expected {size}")
+        data = zstandard.ZstdDecompressor().decompress(blob.tobytes(), max_output_size=size)
+    except zstandard.ZstdError as exc:
+        raise LibraryError(f"{what} is corrupt ({exc})") from exc
+    if len(data) != size:
+        raise LibraryError(f"{what} holds {len(data)} bytes, expected {size}")
+    return data
+
+
+def unpack_shape(stored: dict[str, np.ndarray], resolution: int, channels: int, bits: int, node_count: int,
+                 what: str) -> tuple[np.ndarray, torch.Tensor]:
+    """(sorted node keys, features (k, C)) of one shape from its stored arrays; LibraryError if inconsistent."""
+    mask = np.unpackbits(np.frombuffer(_decompress(stored["nodes"], (resolution**3 + 7) // 8, f"{what} node mask"), np.uint8),
+                         count=resolution**3).astype(bool)
+    keys = np.flatnonzero(mask)
+    if len(keys) != node_count:
+        raise LibraryError(f"{what} has {len(keys)} nodes, its metadata says {node_count}")
+    dtype = np.float16 if bits == 16 else np.int8
+    raw = _decompress(stored["features"], node_count * channels * np.dtype(dtype).itemsize, f"{what} features")
+    values = np.frombuffer(raw, dtype).reshape(node_count, channels)
+    scales = stored["scales"]
+    if scales.shape != (channels,) or scales.dtype != np.float32 or not np.all(np.isfinite(scales)):
+        raise LibraryError(f"{what} feature scales are invalid")
+    features = dequantize(values, scales)
+    if not torch.isfinite(features).all():
+        raise LibraryError(f"{what} features hold NaN or infinite values")
+    return keys, features
