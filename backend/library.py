@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .atomic_io import atomic_write
 from .config import Preset, TrainConfig
 from .errors import LibraryError
 from .library_meta import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, read_library_meta
@@ -103,20 +102,10 @@ class Library:
         """Write atomically: a crash or cancel never leaves a half-written library at ``path``."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"codes": self.codes.detach().float().cpu().contiguous()}
         tensors.update({k: v.detach().cpu().contiguous() for k, v in _shared_tensors(self.model).items()})
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(self.metadata())})
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        metadata = {METADATA_KEY: json.dumps(self.metadata())}
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Library:
@@ -139,12 +128,13 @@ class Library:
         model = CompactSdf(preset.model)
         expected = _shared_tensors(model)
         codes = tensors.pop("codes", None)
-        if codes is None or codes.shape != (len(shapes), preset.model.code_size):
-            raise LibraryError(f"{path}: codes are missing or of the wrong size")
+        if codes is None or codes.shape != (len(shapes), preset.model.code_size) or codes.dtype != torch.float32:
+            raise LibraryError(f"{path}: codes are missing or of the wrong size or dtype (expected float32)")
         if model.detail is not None:
             keys = tensors.get("detail.grid.keys")
             if keys is None or keys.dtype != torch.int32 or keys.ndim != 1:
-                raise LibraryError(f"{path}: grid node keys are missing")
+                raise LibraryError(f"{path}: grid node keys are missing" if keys is None else f"{path}: grid node keys have "
+                                   f"dtype {str(keys.dtype)[6:]} and {keys.ndim} dimensions, expected int32 and 1")
             k = keys.numpy().astype(np.int64)
             if len(k) and (k.min() < 0 or k.max() >= preset.model.grid_resolution**3 or np.any(np.diff(k) <= 0)):
                 raise LibraryError(f"{path}: grid node keys are invalid")
@@ -155,7 +145,8 @@ class Library:
                                f"extra {sorted(set(tensors) - set(expected))})")
         for name, tensor in tensors.items():
             if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
-                raise LibraryError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}")
+                raise LibraryError(f"{path}: tensor {name} has shape {tuple(tensor.shape)} and dtype {str(tensor.dtype)[6:]}, "
+                                   f"expected {tuple(expected[name].shape)} and {str(expected[name].dtype)[6:]}")
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise LibraryError(f"{path}: tensor {name} holds NaN or infinite values")
         if not torch.isfinite(codes).all():
