@@ -15,10 +15,11 @@ import torch
 from .config import Preset, get_preset, with_training
 from .decode import DecodedMesh, blend_codes, marching_cubes, sdf_volume
 from .device import pick_device
-from .errors import BadMeshError, Cancelled, LibraryError
+from .errors import BadInputError, BadMeshError, Cancelled, LibraryError
 from .library import Library, ShapeEntry, history_entry
 from .meshes import Mesh, Normalization, normalization, validate_mesh
 from .model import CompactSdf
+from .names import validate_shape_name
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
 from .sampling import ShapeSamples, cached_samples, lattice_points, lattice_spacing
 from .train import fit_code, train
@@ -34,8 +35,7 @@ def _prepare(shapes: Mapping[str, Mesh], existing: Sequence[str] = ()) -> list[t
         raise BadMeshError("no shapes to encode")
     prepared = []
     for name, mesh in shapes.items():
-        if not isinstance(name, str) or not name.strip():
-            raise BadMeshError(f"shape names must be non-empty strings, got {name!r}")
+        validate_shape_name(name)
         if name in existing:
             raise BadMeshError(f"a shape named {name!r} is already in the library; pick another name")
         clean = validate_mesh(mesh, name)
@@ -191,9 +191,11 @@ def resolve_code(library: Library, target: DecodeTarget, mode: str = "slerp") ->
             raise LibraryError("a blend needs at least one shape")
         rows = [library.index(n) for n in target]
         w = np.asarray(list(target.values()), dtype=np.float64)
-        if not np.all(np.isfinite(w)) or w.sum() <= 0 or np.any(w < 0):
-            raise ValueError(f"blend weights must be non-negative and sum to more than 0, got {list(w)}")
-        w = w / w.sum()
+        with np.errstate(over="ignore"):
+            total = w.sum()
+        if not np.all(np.isfinite(w)) or not 0 < total < np.inf or np.any(w < 0):
+            raise BadInputError(f"blend weights must be finite, non-negative and sum to a finite number above 0, got {list(w)}")
+        w = w / total
         code = blend_codes(library.codes[rows], w, mode)
         transforms = [library.shapes[r].transform for r in rows]
         center = tuple(float(c) for c in np.einsum("k,kd->d", w, np.array([t.center for t in transforms])))
@@ -201,7 +203,7 @@ def resolve_code(library: Library, target: DecodeTarget, mode: str = "slerp") ->
         return code, Normalization(center, scale)  # type: ignore[arg-type]
     code = torch.as_tensor(np.asarray(target, dtype=np.float32))
     if code.shape != (library.preset.model.code_size,) or not torch.isfinite(code).all():
-        raise ValueError(f"a raw code must be {library.preset.model.code_size} finite numbers")
+        raise BadInputError(f"a raw code must be {library.preset.model.code_size} finite numbers")
     return code.to(library.codes.device), Normalization((0.0, 0.0, 0.0), 1.0)
 
 
