@@ -16,10 +16,11 @@ import torch
 from .config import DecodeConfig, Preset, get_preset, with_training
 from .decode import DecodedMesh, blend_codes, blend_volume, marching_cubes, shape_volume
 from .device import pick_device
-from .errors import BadMeshError, Cancelled, LibraryError
+from .errors import BadInputError, BadMeshError, Cancelled, LibraryError
 from .library import Library, ShapeEntry, history_entry
 from .meshes import Mesh, Normalization, normalization, validate_mesh
 from .model import CompactSdf
+from .names import validate_shape_name
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
 from .sampling import ShapeSamples, cached_samples
 from .storage import round_trip
@@ -38,8 +39,7 @@ def _prepare(shapes: Mapping[str, Mesh], existing: Sequence[str] = ()) -> list[t
         raise BadMeshError("no shapes to encode")
     prepared = []
     for name, mesh in shapes.items():
-        if not isinstance(name, str) or not name.strip():
-            raise BadMeshError(f"shape names must be non-empty strings, got {name!r}")
+        validate_shape_name(name)
         if name in existing:
             raise BadMeshError(f"a shape named {name!r} is already in the library; pick another name, or replace it")
         clean = validate_mesh(mesh, name)
@@ -174,10 +174,9 @@ def remove(library: Library, names: Sequence[str]) -> Library:
 def rename(library: Library, old: str, new: str) -> Library:
     """A new library in which shape ``old`` is called ``new``."""
     row = library.index(old)
-    if new in library.names:
-        raise LibraryError(f"a shape named {new!r} is already in the library")
-    if not isinstance(new, str) or not new.strip():
-        raise LibraryError(f"shape names must be non-empty strings, got {new!r}")
+    validate_shape_name(new)
+    if new != old and new in library.names:
+        raise BadInputError(f"a shape named {new!r} is already in the library; pick another name")
     lib = library.copy()
     lib.shapes[row].name = new
     lib.history.append(history_entry("rename", [old, new], {}))
@@ -195,9 +194,11 @@ def _blend(library: Library, target: Mapping[str, float], mode: str) -> tuple[to
         raise LibraryError("a blend needs at least one shape")
     rows = [library.index(n) for n in target]
     w = np.asarray(list(target.values()), dtype=np.float64)
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or not 0 < w.sum() < np.inf:
-        raise ValueError(f"blend weights must be finite, non-negative and sum to more than 0, got {list(w)}")
-    w = w / w.sum()
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if not np.all(np.isfinite(w)) or not 0 < total < np.inf or np.any(w < 0):
+        raise BadInputError(f"blend weights must be finite, non-negative and sum to a finite number above 0, got {list(w)}")
+    w = w / total
     code = blend_codes(library.codes[rows], w, mode)
     transforms = [library.shapes[r].transform for r in rows]
     center = tuple(float(c) for c in np.einsum("k,kd->d", w, np.array([t.center for t in transforms])))
@@ -249,7 +250,7 @@ def decode(
     else:
         code = torch.as_tensor(np.asarray(target, dtype=np.float32))
         if code.shape != (library.preset.model.code_size,) or not torch.isfinite(code).all():
-            raise ValueError(f"a raw code must be {library.preset.model.code_size} finite numbers")
+            raise BadInputError(f"a raw code must be {library.preset.model.code_size} finite numbers")
         code, transform = code.to(library.codes.device), Normalization((0.0, 0.0, 0.0), 1.0)
     whole = [row for row, w in weights.items() if w >= 1.0]
     if whole and detail == 1.0 and library.model.detail is not None:

@@ -1,20 +1,26 @@
 """Command line: ``python -m backend {encode,decode,interpolate,invert,info,eval}``.
 
-Thin over ``backend.api``. Exit codes: 0 success, 1 a clear error (bad mesh, bad library, ...),
-2 bad usage, 130 cancelled with Ctrl-C (existing files untouched).
+Thin over ``backend.api``. Exit codes: 0 success, 1 a clear error (bad mesh, bad library, an
+unwritable output, ...), 2 bad usage, 130 cancelled with Ctrl-C (existing files untouched).
+Commands that write a library hold its cross-process lock (``atomic_io.file_lock``) from reading
+to saving, so concurrent runs on one library serialise instead of losing each other's shapes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from .errors import Cancelled, CompactSdfError
+from .atomic_io import file_lock, resolve_target
+from .errors import BadInputError, Cancelled, CompactSdfError, LibraryError
+from .names import safe_file_stem, validate_shape_name
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -57,24 +63,74 @@ def _shape_names(paths: list[Path]) -> dict[str, Path]:
     return names
 
 
+def check_writable(path: Path) -> None:
+    """BadInputError unless a file can be written at ``path`` (checked before any long job starts).
+
+    ``path`` must not be a directory, and its directory must exist (or be creatable: its nearest
+    existing ancestor is a writable directory) and be writable, since saves rename a temporary
+    file into place there.
+    """
+    target = resolve_target(path)
+    if target.is_dir():
+        raise BadInputError(f"{path} is a directory; name a library file in it, e.g. {path / 'shapes.csdf'}")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadInputError(f"cannot create {path}: {parent} is a file, not a directory; choose another output path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInputError(f"cannot write {path}: no write permission in {parent}; choose another output path")
+
+
+def _save(library, path: Path) -> None:
+    """Save a library; a file-system failure becomes a clear error (the old file stays as it was)."""
+    from safetensors import SafetensorError  # raised for I/O failures inside its writer
+
+    try:
+        library.save(path)
+    except (OSError, SafetensorError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BadInputError(f"could not write {path}: {reason}; free some space or choose another output "
+                            "path (any previous file there is unchanged)") from exc
+
+
+def _waiting(path: Path) -> Callable[[], None]:
+    return lambda: print(f"waiting for another Compact SDF process to finish with {path} ...", file=sys.stderr, flush=True)
+
+
 def _cmd_encode(args: argparse.Namespace, console: _Console) -> int:
+    """Encode (or, with --add, grow) a library.
+
+    The whole run holds the library's cross-process lock, and --add reads the library only once
+    it holds it: two concurrent adds to one library run one after the other and both land.
+    """
     from .api import encode
     from .library import Library
     from .meshes import load_mesh
 
+    check_writable(args.output)
     shapes = {name: load_mesh(path) for name, path in _shape_names(args.meshes).items()}
-    existing = Library.load(args.output) if args.add else None
-    if existing is None and args.output.exists() and not args.overwrite:
-        raise CompactSdfError(f"{args.output} exists; pass --add to add shapes to it or --overwrite to replace it")
-    start = time.perf_counter()
-    library = encode(shapes, preset=args.preset, steps=args.steps, time_budget_s=args.minutes * 60 if args.minutes else None,
-                     library=existing, seed=args.seed, device=args.device,
-                     on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
-    library.save(args.output)
+    with file_lock(args.output, should_stop=console.should_stop, on_wait=_waiting(args.output)):
+        existing = Library.load(args.output) if args.add else None
+        if existing is None and args.output.exists() and not args.overwrite:
+            raise CompactSdfError(f"{args.output} exists; pass --add to add shapes to it or --overwrite to replace it")
+        start = time.perf_counter()
+        library = encode(shapes, preset=args.preset, steps=args.steps, time_budget_s=args.minutes * 60 if args.minutes else None,
+                         library=existing, seed=args.seed, device=args.device,
+                         on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
+        _save(library, args.output)
     console.done()
     print(f"encoded {len(shapes)} shape(s) in {time.perf_counter() - start:.1f} s -> {args.output} "
           f"({len(library.names)} shapes, {library.code_bytes()} B per code, {library.shared_bytes() / 1e6:.1f} MB shared)")
     return EXIT_OK
+
+
+def _output_dir(path: Path) -> Path:
+    """``path`` created as a directory; BadInputError if it is a file."""
+    if path.exists() and not path.is_dir():
+        raise BadInputError(f"{path} is a file; -o names the directory the meshes are written to")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _cmd_decode(args: argparse.Namespace, console: _Console) -> int:
@@ -84,16 +140,27 @@ def _cmd_decode(args: argparse.Namespace, console: _Console) -> int:
 
     library = Library.load(args.library)
     names = library.names if args.all or not args.shape else args.shape
-    args.output.mkdir(parents=True, exist_ok=True)
+    output = _output_dir(args.output)
+    stems: set[str] = set()
     for name in names:
         mesh = decode(library, name, resolution=args.resolution, band=args.band, device=args.device,
                       on_progress=console.progress, should_stop=console.should_stop)
-        path = args.output / f"{name}.{args.format}"
+        path = output / f"{_unique_stem(safe_file_stem(name), stems)}.{args.format}"
         save_mesh(path, mesh.vertices, mesh.faces, mesh.normals)
         console.done()
         print(f"{name}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces in {mesh.stats['seconds']:.1f} s "
               f"(detail on {mesh.stats['detail_evaluations']} nodes, {100 * mesh.stats['detail_fraction']:.1f} % of the lattice) -> {path}")
     return EXIT_OK
+
+
+def _unique_stem(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``... if two names map to one file name; recorded in ``taken``."""
+    unique, n = stem, 1
+    while unique.lower() in taken:
+        n += 1
+        unique = f"{stem}_{n}"
+    taken.add(unique.lower())
+    return unique
 
 
 def _cmd_interpolate(args: argparse.Namespace, console: _Console) -> int:
@@ -104,10 +171,10 @@ def _cmd_interpolate(args: argparse.Namespace, console: _Console) -> int:
     library = Library.load(args.library)
     meshes = interpolate(library, args.shapes, args.steps, mode=args.mode, resolution=args.resolution,
                          on_progress=console.progress, should_stop=console.should_stop)
-    args.output.mkdir(parents=True, exist_ok=True)
-    stem = "-".join(args.shapes)
+    output = _output_dir(args.output)
+    stem = safe_file_stem("-".join(args.shapes))
     for i, mesh in enumerate(meshes):
-        save_mesh(args.output / f"{stem}_{i:02d}.{args.format}", mesh.vertices, mesh.faces, mesh.normals)
+        save_mesh(output / f"{stem}_{i:02d}.{args.format}", mesh.vertices, mesh.faces, mesh.normals)
     console.done()
     print(f"wrote {len(meshes)} meshes {stem}_00..{len(meshes) - 1:02d}.{args.format} to {args.output}")
     return EXIT_OK
@@ -118,12 +185,15 @@ def _cmd_invert(args: argparse.Namespace, console: _Console) -> int:
     from .library import Library
     from .meshes import load_mesh
 
-    library = Library.load(args.library)
-    name = args.name or args.mesh.stem
-    updated = invert(library, load_mesh(args.mesh), name, steps=args.steps, device=args.device,
-                     on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
+    name = validate_shape_name(args.name or args.mesh.stem)
     output = args.output or args.library
-    updated.save(output)
+    check_writable(output)
+    mesh = load_mesh(args.mesh)
+    with file_lock(output, should_stop=console.should_stop, on_wait=_waiting(output)):
+        library = Library.load(args.library)
+        updated = invert(library, mesh, name, steps=args.steps, device=args.device,
+                         on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
+        _save(updated, output)
     console.done()
     print(f"inverted {name!r}: near-surface error {updated.shape_info(name)['stats']['near_surface_error']:.2e} -> {output}")
     return EXIT_OK
@@ -136,15 +206,25 @@ def _cmd_info(args: argparse.Namespace, console: _Console) -> int:
     if args.json:
         print(json.dumps(meta, indent=1))
         return EXIT_OK
-    model = meta["model"]
-    print(f"{args.library}: format {meta['format_version']}, preset {meta['preset']}, {len(meta['shapes'])} shapes")
-    print(f"  code {model['code_size']} floats ({meta['bytes']['per_shape_code']} B/shape), shared {meta['bytes']['shared'] / 1e6:.2f} MB"
-          f" (grid {model['grid_resolution']}^3 x {model['grid_channels']} sparse)")
-    for shape in meta["shapes"]:
-        stats = shape.get("stats", {})
-        err = stats.get("near_surface_error")
-        print(f"  - {shape['name']:<24} near-surface error {err:.2e}" if err is not None else f"  - {shape['name']}")
+    try:
+        lines = _info_lines(args.library, meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LibraryError(f"{args.library}: the library metadata is incomplete or malformed ({type(exc).__name__}: {exc}); "
+                           "use `info --json` to see it, or re-encode the library") from exc
+    print("\n".join(lines))
     return EXIT_OK
+
+
+def _info_lines(path: Path, meta: dict) -> list[str]:
+    """The human-readable summary of a library's metadata (KeyError/TypeError where it is malformed)."""
+    model = meta["model"]
+    lines = [f"{path}: format {meta['format_version']}, preset {meta['preset']}, {len(meta['shapes'])} shapes",
+             f"  code {model['code_size']} floats ({meta['bytes']['per_shape_code']} B/shape), shared {meta['bytes']['shared'] / 1e6:.2f} MB"
+             f" (grid {model['grid_resolution']}^3 x {model['grid_channels']} sparse)"]
+    for shape in meta["shapes"]:
+        err = shape.get("stats", {}).get("near_surface_error")
+        lines.append(f"  - {shape['name']:<24} near-surface error {err:.2e}" if err is not None else f"  - {shape['name']}")
+    return lines
 
 
 def _cmd_eval(args: argparse.Namespace, console: _Console) -> int:
@@ -243,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CompactSdfError, ValueError) as exc:
         console.done()
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # a file-system failure outside the paths checked above
+        console.done()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; check the path, its permissions and free space", file=sys.stderr)
         return EXIT_ERROR
     finally:
         if previous is not None:

@@ -9,6 +9,14 @@ class BadMeshError(CompactSdfError, ValueError):
     """An input mesh cannot be encoded (empty, NaN coordinates, no faces, ...)."""
 
 
+class BadInputError(CompactSdfError, ValueError):
+    """An argument is unusable (blend weights, a raw code, an output path, ...)."""
+
+
+class BadNameError(BadInputError):
+    """A shape name that cannot be stored (empty, a path, control characters, too long)."""
+
+
 class LibraryError(CompactSdfError):
     """A latent library file is missing, corrupt, foreign, or of an unsupported version."""
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .atomic_io import atomic_write
 from .config import ModelConfig, Preset, SampleConfig, StorageConfig, TrainConfig
 from .errors import LibraryError
 from .library_meta import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, OLDEST_READABLE_VERSION, read_header, read_library_meta
@@ -135,19 +134,9 @@ class Library:
         """Write atomically: a crash or cancel never leaves a half-written library at ``path``."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors, detail_bytes = self.tensors()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(self.metadata(detail_bytes))})
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        metadata = {METADATA_KEY: json.dumps(self.metadata(detail_bytes))}
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Library:

@@ -12,7 +12,8 @@ import json
 import struct
 from pathlib import Path
 
-from .errors import LibraryError
+from .errors import CompactSdfError, LibraryError
+from .names import validate_shape_name
 
 FORMAT_NAME = "compact-sdf-library"
 FORMAT_VERSION = 2
@@ -21,47 +22,117 @@ OLDEST_READABLE_VERSION = 2
 METADATA_KEY = "compact_sdf"
 _MAX_HEADER_BYTES = 64 * 1024 * 1024
 
+#: Sane upper bounds of declared sizes, checked before anything is allocated from them: far
+#: above every preset, far below what would exhaust memory. section -> key -> (min, max).
+SIZE_LIMITS: dict[str, dict[str, tuple[int, int]]] = {
+    "model": {"code_size": (1, 4096), "pe_frequencies": (0, 16), "coarse_width": (1, 8192), "coarse_depth": (1, 64),
+              "grid_resolution": (2, 1024), "grid_channels": (1, 256), "detail_width": (1, 8192), "detail_depth": (1, 64)},
+    "sample": {"grid_resolution": (2, 1024), "surface_points": (0, 1 << 26), "wide_points": (0, 1 << 26),
+               "uniform_points": (0, 1 << 26)},
+    "train": {"band_batch": (1, 1 << 24), "point_batch": (1, 1 << 24), "detail_batch": (1, 1 << 24)},
+}
+MAX_SHAPES = 1_000_000
+
 
 def read_header(path: str | Path) -> dict:
     """The safetensors JSON header of ``path``, checked against the file's size."""
     path = Path(path)
+    if path.is_dir():
+        raise LibraryError(f"{path} is a directory, not a library file; name a .csdf file")
     if not path.is_file():
         raise LibraryError(f"{path}: no such library file")
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise LibraryError(f"{path}: not a Compact SDF library (file too short)")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > min(_MAX_HEADER_BYTES, size - 8):
-            raise LibraryError(f"{path}: not a Compact SDF library, or truncated (bad header length)")
-        raw = handle.read(length)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LibraryError(f"{path}: not a Compact SDF library (unreadable header)") from exc
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise LibraryError(f"{path}: not a Compact SDF library (file too short)")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > min(_MAX_HEADER_BYTES, size - 8):
+                raise LibraryError(f"{path}: not a Compact SDF library, or truncated (bad header length)")
+            raw = handle.read(length)
+    except OSError as exc:
+        raise LibraryError(f"{path}: cannot read the library file ({exc.strerror or exc}); check its permissions") from exc
+    header = _parse_json(raw, path, "header")
     if not isinstance(header, dict):
         raise LibraryError(f"{path}: not a Compact SDF library (unexpected header)")
     end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
-               and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2), default=0)
+               and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2
+               and type(t["data_offsets"][1]) is int), default=0)
     if 8 + length + end > size:
         raise LibraryError(f"{path}: the library file is truncated ({size} bytes, needs {8 + length + end})")
     return header
 
 
+def _parse_json(raw: bytes | str, path: str | Path, what: str) -> object:
+    """Decoded JSON; LibraryError for bad UTF-8, bad JSON, absurd nesting or huge numbers."""
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except RecursionError as exc:
+        raise LibraryError(f"{path}: the library {what} is nested too deeply to be a Compact SDF library") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers over the digit limit
+        raise LibraryError(f"{path}: not a Compact SDF library, or a corrupt one (unreadable {what}: {exc})") from exc
+
+
+def check_sizes(meta: dict, path: str | Path = "library", file_bytes: int | None = None) -> None:
+    """LibraryError unless every declared size in ``meta`` is an integer within SIZE_LIMITS and,
+    given ``file_bytes``, the hidden layers it declares could fit in a file of that size.
+
+    Runs before anything is allocated from those sizes, so a forged file cannot exhaust memory.
+    """
+    for section, limits in SIZE_LIMITS.items():
+        values = meta.get(section, {})
+        if not isinstance(values, dict):
+            raise LibraryError(f"{path}: the library metadata's {section!r} settings are not a JSON object")
+        for key, (low, high) in limits.items():
+            value = values.get(key, low)
+            if type(value) is not int or not low <= value <= high:
+                raise LibraryError(f"{path}: the library declares {section}.{key} = {value!r}, outside {low}..{high}; "
+                                   "the file is corrupt or forged")
+    model = meta.get("model")
+    if not isinstance(model, dict):
+        raise LibraryError(f"{path}: the library metadata has no model settings")
+    if file_bytes is not None and _min_weight_bytes(model) > file_bytes:
+        raise LibraryError(f"{path}: the library declares networks of about {_min_weight_bytes(model)} bytes, "
+                           f"more than the whole file ({file_bytes} bytes); the file is corrupt or forged")
+
+
+def _min_weight_bytes(model: dict) -> int:
+    """A lower bound of the stored size of the declared networks: their square hidden-to-hidden
+    weight matrices at 4 bits each (so any storage precision a library may use passes)."""
+    elements = sum((model.get(depth, 1) - 1) * model.get(width, 1) ** 2
+                   for width, depth in (("coarse_width", "coarse_depth"), ("detail_width", "detail_depth")))
+    return elements // 2
+
+
+def _check_shapes(shapes: object, path: str | Path) -> None:
+    """LibraryError unless ``shapes`` is a list of objects with valid, distinct names."""
+    if not isinstance(shapes, list) or not all(isinstance(s, dict) for s in shapes) or len(shapes) > MAX_SHAPES:
+        raise LibraryError(f"{path}: the library metadata has no valid shape list")
+    names = set()
+    for shape in shapes:
+        try:
+            names.add(validate_shape_name(shape.get("name")))
+        except CompactSdfError as exc:
+            raise LibraryError(f"{path}: the library holds an invalid shape name: {exc}") from exc
+        if not isinstance(shape.get("stats", {}), dict):
+            raise LibraryError(f"{path}: shape {shape['name']!r} has invalid stats in the library metadata")
+    if len(names) != len(shapes):
+        raise LibraryError(f"{path}: the library holds two shapes of the same name")
+
+
 def read_library_meta(path: str | Path) -> dict:
     """The library metadata (format, preset, configs, shapes with transforms and stats).
 
-    Raises LibraryError for a missing, truncated, foreign or newer-format file.
+    Raises LibraryError for a missing, truncated, foreign, forged or newer-format file: shape
+    names and declared sizes are checked here, before any caller builds anything from them.
     """
     header = read_header(path)
-    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
-    if raw is None:
+    container = header.get("__metadata__")
+    raw = container.get(METADATA_KEY) if isinstance(container, dict) else None
+    if not isinstance(raw, str):
         raise LibraryError(f"{path}: a safetensors file, but not a Compact SDF library")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise LibraryError(f"{path}: the library metadata is corrupt") from exc
+    meta = _parse_json(raw, path, "metadata")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise LibraryError(f"{path}: not a Compact SDF library (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     version = meta.get("format_version")
@@ -72,7 +143,8 @@ def read_library_meta(path: str | Path) -> dict:
             f"{path}: library format version {version} is newer than this Compact SDF supports "
             f"({FORMAT_VERSION}); update the extension to open it"
         )
-    shapes = meta.get("shapes")
-    if not isinstance(shapes, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in shapes):
-        raise LibraryError(f"{path}: the library metadata has no valid shape list")
+    _check_shapes(meta.get("shapes"), path)
+    if not isinstance(meta.get("history", []), list):
+        raise LibraryError(f"{path}: the library history is not a list")
+    check_sizes(meta, path, Path(path).stat().st_size)
     return meta

@@ -12,6 +12,12 @@ from .errors import BadMeshError
 
 #: Longest side of a shape's bounding box once normalised (DESIGN §3): fits in [-0.9, 0.9]^3.
 NORMALIZED_EXTENT = 1.8
+#: Larger coordinates are refused: products of two of them must stay finite in float64.
+MAX_COORDINATE = 1e150
+#: A mesh thinner than this (relative to its longest side) counts as flat.
+FLAT_TOLERANCE = 1e-6
+#: Vertices closer than this (relative to the longest side) are merged when a file is read.
+MERGE_TOLERANCE = 1e-8
 
 
 @dataclass
@@ -22,10 +28,15 @@ class Mesh:
     faces: np.ndarray
 
     def __post_init__(self) -> None:
-        self.vertices = np.ascontiguousarray(np.asarray(self.vertices, dtype=np.float64).reshape(-1, 3))
-        faces = np.asarray(self.faces)
+        try:
+            self.vertices = np.ascontiguousarray(np.asarray(self.vertices, dtype=np.float64).reshape(-1, 3))
+            faces = np.asarray(self.faces)
+        except (TypeError, ValueError) as exc:
+            raise BadMeshError(f"vertices must be an (n, 3) array of numbers and faces an (m, 3) array ({exc})") from exc
         if faces.size and not np.issubdtype(faces.dtype, np.integer):
             raise BadMeshError(f"faces must be integer vertex indices, got dtype {faces.dtype}")
+        if faces.size % 3:
+            raise BadMeshError(f"faces must be triangles, an (m, 3) array; got {faces.size} indices")
         self.faces = np.ascontiguousarray(faces.astype(np.int64).reshape(-1, 3))
 
     def content_hash(self) -> str:
@@ -61,39 +72,62 @@ class Normalization:
         return cls(center=center, scale=scale)  # type: ignore[arg-type]
 
 
-def normalization(vertices: np.ndarray) -> Normalization:
+def normalization(vertices: np.ndarray, name: str = "mesh") -> Normalization:
     """Bounding-box centre at the origin, longest side NORMALIZED_EXTENT (DESIGN §3)."""
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     extent = float((hi - lo).max())
-    return Normalization(center=tuple(float(c) for c in (lo + hi) / 2), scale=NORMALIZED_EXTENT / extent)
+    if not extent > 0:
+        raise BadMeshError(f"{name}: all vertices coincide; the mesh has no size")
+    scale = NORMALIZED_EXTENT / extent
+    if not np.isfinite(scale):
+        raise BadMeshError(f"{name}: the mesh is too small to normalise (size {extent:.3g}); scale it up before encoding")
+    return Normalization(center=tuple(float(c) for c in (lo + hi) / 2), scale=scale)
+
+
+def _check_coordinates(vertices: np.ndarray, name: str) -> None:
+    """BadMeshError for NaN, infinite or absurdly large coordinates."""
+    if not np.all(np.isfinite(vertices)):
+        bad = int((~np.isfinite(vertices)).any(axis=1).sum())
+        raise BadMeshError(f"{name}: {bad} vertices have NaN or infinite coordinates; fix or remove them")
+    if len(vertices) and np.abs(vertices).max() > MAX_COORDINATE:
+        raise BadMeshError(f"{name}: coordinates reach {np.abs(vertices).max():.3g}, beyond {MAX_COORDINATE:.0e}; "
+                           "scale the mesh down before encoding")
+
+
+def _thickness(points: np.ndarray) -> float:
+    """Extent of ``points`` along their direction of least spread (0 for a flat point set)."""
+    centred = points - points.mean(axis=0)
+    normal = np.linalg.svd(centred, full_matrices=False)[2][-1]
+    return float(np.ptp(centred @ normal))
 
 
 def validate_mesh(mesh: Mesh, name: str = "mesh") -> Mesh:
     """Return a copy fit for sampling, or raise BadMeshError naming the problem.
 
-    Degenerate faces (repeated indices or zero area) are dropped; open or non-manifold meshes are
-    accepted, since signs come from the generalised winding number.
+    Every test runs on the normalised mesh (float64, centred, longest side NORMALIZED_EXTENT), so
+    a mesh's scale or offset never changes the verdict. Degenerate faces (repeated indices or zero
+    area) and unused vertices are dropped; open or non-manifold meshes are accepted, since signs
+    come from the generalised winding number; flat meshes are not: they enclose nothing.
     """
     V, F = mesh.vertices, mesh.faces
     if len(V) == 0:
         raise BadMeshError(f"{name}: the mesh is empty (no vertices)")
     if len(F) == 0:
         raise BadMeshError(f"{name}: the mesh has {len(V)} vertices but no faces")
-    if not np.all(np.isfinite(V)):
-        bad = int((~np.isfinite(V)).any(axis=1).sum())
-        raise BadMeshError(f"{name}: {bad} vertices have NaN or infinite coordinates")
+    _check_coordinates(V, name)
     if F.min() < 0 or F.max() >= len(V):
         raise BadMeshError(f"{name}: faces reference vertex indices outside 0..{len(V) - 1}")
-    used = np.unique(F)
-    extent = np.ptp(V[used], axis=0)
-    if extent.max() <= 0:
-        raise BadMeshError(f"{name}: all vertices coincide; the mesh has no size")
+    used, F = np.unique(F, return_inverse=True)
+    V, F = V[used], F.reshape(-1, 3)
+    U = normalization(V, name).apply(V)
     distinct = (F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 0] != F[:, 2])
-    e1, e2 = V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]
-    area2 = np.linalg.norm(np.cross(e1, e2), axis=1)
-    keep = distinct & (area2 > 1e-12 * extent.max() ** 2)
+    area2 = np.linalg.norm(np.cross(U[F[:, 1]] - U[F[:, 0]], U[F[:, 2]] - U[F[:, 0]]), axis=1)
+    keep = distinct & (area2 > 1e-12 * NORMALIZED_EXTENT**2)
     if not keep.any():
         raise BadMeshError(f"{name}: all {len(F)} faces are degenerate (zero area)")
+    if _thickness(U[np.unique(F[keep])]) <= FLAT_TOLERANCE * NORMALIZED_EXTENT:
+        raise BadMeshError(f"{name}: the mesh has no volume: all faces lie in one plane; Compact SDF encodes solids "
+                           "(give the surface a thickness, e.g. with a Solidify modifier)")
     return Mesh(V, F[keep])
 
 
@@ -106,11 +140,38 @@ def surface_area(mesh: Mesh) -> float:
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 
 
+def merge_vertices(mesh: Mesh, name: str = "mesh") -> Mesh:
+    """Merge vertices within MERGE_TOLERANCE of each other, relative to the mesh's size; drop unused ones.
+
+    Positions are compared after normalisation, so no scale (1e30 or 1e-30) or offset (1e12)
+    overflows or merges distinct vertices. A mesh that cannot be normalised is returned as is,
+    for ``validate_mesh`` to name its problem.
+    """
+    V, F = mesh.vertices, mesh.faces
+    _check_coordinates(V, name)
+    if len(F) == 0 or F.min() < 0 or F.max() >= len(V):
+        return mesh
+    used, F = np.unique(F, return_inverse=True)
+    V, F = V[used], F.reshape(-1, 3)
+    extent = float(np.ptp(V, axis=0).max())
+    if not extent > 0 or not np.isfinite(1 / extent):
+        return Mesh(V, F)
+    center = (V.min(axis=0) + V.max(axis=0)) / 2
+    cells = np.round((V - center) * (NORMALIZED_EXTENT / extent / MERGE_TOLERANCE)).astype(np.int64)
+    _, first, inverse = np.unique(cells, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # keep the file's vertex order: first occurrences, as they come
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return Mesh(V[first[order]], rank[inverse.reshape(-1)][F])
+
+
 def load_mesh(path: str | Path) -> Mesh:
     """Read a mesh file (OBJ/PLY/STL/OFF/GLB), merging vertices split by normals or UVs."""
     import trimesh
 
     path = Path(path)
+    if path.is_dir():
+        raise BadMeshError(f"{path} is a directory, not a mesh file; name a file such as shape.obj")
     if not path.is_file():
         raise BadMeshError(f"{path}: no such file")
     if path.suffix.lower() not in MESH_SUFFIXES:
@@ -121,8 +182,7 @@ def load_mesh(path: str | Path) -> Mesh:
         raise BadMeshError(f"{path}: could not read mesh ({exc})") from exc
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise BadMeshError(f"{path}: the file holds no triangles")
-    loaded.merge_vertices(merge_tex=True, merge_norm=True)
-    return Mesh(np.asarray(loaded.vertices), np.asarray(loaded.faces))
+    return merge_vertices(Mesh(np.asarray(loaded.vertices), np.asarray(loaded.faces)), str(path))
 
 
 def save_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None) -> None:

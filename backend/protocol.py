@@ -86,8 +86,10 @@ def _load(line: str | bytes) -> dict[str, Any]:
             raise ProtocolError(f"message is not UTF-8: {exc}") from exc
     try:
         message = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"message is not JSON: {line[:200]!r}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("message is nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, or an integer over Python's digit limit
+        raise ProtocolError(f"message is not JSON ({exc}): {line[:200]!r}") from exc
     if not isinstance(message, dict):
         raise ProtocolError(f"message is not a JSON object: {line[:200]!r}")
     if message.get("v") != PROTOCOL_VERSION:

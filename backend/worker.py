@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from . import __version__, protocol
+from .atomic_io import file_lock
 from .errors import BadMeshError, Cancelled, CompactSdfError, LibraryError
 
 log = logging.getLogger("compact_sdf.worker")
@@ -200,18 +201,19 @@ class Worker:
         names = [str(n) for n in args["names"]]
         arrays = protocol.load_meshes(args["meshes"], len(names))
         shapes = {name: Mesh(a["vertices"], a["faces"]) for name, a in zip(names, arrays)}
-        base = self._library(args["library_in"]) if args.get("library_in") else None
-        library = api.encode(
-            shapes,
-            preset=str(args.get("preset", "fast")),
-            steps=args.get("steps"),
-            library=base,
-            seed=int(args.get("seed", 0)),
-            device=str(args.get("device", "auto")),
-            on_progress=self._on_progress(request.id),
-            should_stop=self._should_stop(request.id),
-        )
-        return self._save_library(request, library, names)
+        with file_lock(str(args["library_out"]), should_stop=self._should_stop(request.id)):
+            base = self._library(args["library_in"]) if args.get("library_in") else None
+            library = api.encode(
+                shapes,
+                preset=str(args.get("preset", "fast")),
+                steps=args.get("steps"),
+                library=base,
+                seed=int(args.get("seed", 0)),
+                device=str(args.get("device", "auto")),
+                on_progress=self._on_progress(request.id),
+                should_stop=self._should_stop(request.id),
+            )
+            return self._save_library(request, library, names)
 
     def cmd_invert(self, request: protocol.Request) -> dict[str, Any]:
         """Add one unseen shape to a library with the shared weights frozen."""
@@ -221,16 +223,17 @@ class Worker:
         args = request.args
         name = str(args["name"])
         (arrays,) = protocol.load_meshes(args["meshes"], 1)
-        library = api.invert(
-            self._library(args["library_in"]),
-            Mesh(arrays["vertices"], arrays["faces"]),
-            name,
-            steps=args.get("steps"),
-            device=str(args.get("device", "auto")),
-            on_progress=self._on_progress(request.id),
-            should_stop=self._should_stop(request.id),
-        )
-        return self._save_library(request, library, [name])
+        with file_lock(str(args["library_out"]), should_stop=self._should_stop(request.id)):
+            library = api.invert(
+                self._library(args["library_in"]),
+                Mesh(arrays["vertices"], arrays["faces"]),
+                name,
+                steps=args.get("steps"),
+                device=str(args.get("device", "auto")),
+                on_progress=self._on_progress(request.id),
+                should_stop=self._should_stop(request.id),
+            )
+            return self._save_library(request, library, [name])
 
     def _save_library(self, request: protocol.Request, library: Any, names: list[str]) -> dict[str, Any]:
         """Write the job's ``library_out`` unless it was cancelled; the result names ``names``' info."""

@@ -33,9 +33,16 @@ def read_meta(path: Path) -> dict[str, Any]:
     from ..backend.library_meta import read_library_meta
 
     try:
-        return read_library_meta(str(path))
+        meta = read_library_meta(str(path))
+        for shape in meta["shapes"]:  # the conversions refresh_shapes makes, checked where errors are caught
+            int(shape.get("code_size") or 0)
+            encode_errors(shape.get("stats") or {})
     except (LibraryError, OSError) as exc:
         raise UserError(f"Cannot read library {path.name}: {exc}") from exc
+    except (RecursionError, TypeError, ValueError, OverflowError) as exc:
+        raise UserError(f"Cannot read library {path.name}: its metadata is malformed ({type(exc).__name__}: {exc}). "
+                        "Open another library or encode the shapes again.") from exc
+    return meta
 
 
 def encode_errors(stats: dict[str, Any]) -> tuple[float, float]:

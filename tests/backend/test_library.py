@@ -31,7 +31,7 @@ def test_round_trip_is_exact(tiny_library, saved):
     a = decode(tiny_library, "torus", resolution=40)
     b = decode(back, "torus", resolution=40)
     np.testing.assert_array_equal(a.vertices, b.vertices)
-    assert not list(saved.parent.glob(".*.tmp"))
+    assert not list(saved.parent.glob(".*csdf-tmp"))
 
 
 def test_metadata_readable_without_torch(saved):
@@ -111,4 +111,4 @@ def test_failed_save_leaves_old_file(tiny_library, saved, monkeypatch):
     with pytest.raises(OSError):
         tiny_library.save(saved)
     assert saved.read_bytes() == before
-    assert not list(saved.parent.glob(".*.tmp"))
+    assert not list(saved.parent.glob(".*csdf-tmp"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 import sys
 from pathlib import Path
 
@@ -72,9 +74,21 @@ def test_add_mode_needs_an_existing_library(h, library_path):
     _fails(bpy.ops.csdf.encode_selected, "does not exist")
 
 
+def _meta_only(meta: str) -> bytes:
+    """A safetensors file without tensors whose library metadata is ``meta``."""
+    header = json.dumps({"__metadata__": {"compact_sdf": meta}}).encode()
+    return struct.pack("<Q", len(header)) + header
+
+
+_LIBRARY_START = '{"format": "compact-sdf-library", "format_version": 1, "model": {}, "shapes": '
+
+
 @pytest.mark.parametrize(
     "content, match",
     [
+        (_meta_only(_LIBRARY_START + "[" * 100_000 + "]" * 100_000 + "}"), "nested too deeply"),
+        (_meta_only(_LIBRARY_START + '[{"name": "a", "code_size": [1]}]}'), "malformed"),
+        (_meta_only(_LIBRARY_START + '[{"name": "a", "stats": {"near_surface_error": "x"}}]}'), "malformed"),
         (b"", "too short"),
         (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all", "not a Compact SDF library"),
         (b"\xff" * 64, "not a Compact SDF library"),
