@@ -262,3 +262,38 @@ def interpolate(
         results.append(decode(library, weights, resolution=resolution, band=band, mode=mode, device=device,
                               should_stop=should_stop))
     return results
+
+
+# -- Library editing (issue 10): remove, rename, replace. Thin on purpose: the library format ------
+# -- rewrite (collection-scale issue) replaces these bodies; keep the signatures. ---------------------
+
+
+def remove(library: Library, names: Sequence[str]) -> Library:
+    """A new library without the shapes ``names`` (the shared networks and grid are kept as they are)."""
+    drop = set(names)
+    for name in drop:
+        library.index(name)  # LibraryError naming the shapes there are
+    keep = [row for row, shape in enumerate(library.shapes) if shape.name not in drop]
+    lib = library.copy()
+    lib.codes = lib.codes[keep]
+    lib.shapes = [lib.shapes[row] for row in keep]
+    lib.history.append(history_entry("remove", sorted(drop), {}))
+    return lib
+
+
+def rename(library: Library, old: str, new: str) -> Library:
+    """A new library in which shape ``old`` is called ``new``."""
+    row = library.index(old)
+    if not new.strip():
+        raise BadMeshError("a shape name must not be empty")
+    if new != old and new in library.names:
+        raise BadMeshError(f"a shape named {new!r} is already in the library; pick another name")
+    lib = library.copy()
+    lib.shapes[row].name = new
+    lib.history.append(history_entry("rename", [old, new], {}))
+    return lib
+
+
+def replace(library: Library, name: str, mesh: Mesh, **encode_kwargs) -> Library:
+    """A new library in which shape ``name`` is re-encoded from ``mesh`` (the others keep their codes)."""
+    return encode({name: mesh}, library=remove(library, [name]), **encode_kwargs)
