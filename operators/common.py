@@ -152,7 +152,8 @@ def heatmap_material() -> bpy.types.Material:
     if material is not None:
         return material
     material = bpy.data.materials.new(HEATMAP_MATERIAL)
-    material.use_nodes = True
+    if material.node_tree is None:  # Blender < 5.0 makes node trees on request only
+        material.use_nodes = True
     nodes = material.node_tree.nodes
     shader = next(node for node in nodes if node.type == "BSDF_PRINCIPLED")
     attribute = nodes.new("ShaderNodeAttribute")
