@@ -142,3 +142,21 @@ def test_manifest_validates_and_builds_without_dev_files(tmp_path):
     names = zipfile.ZipFile(archive).namelist()
     assert "blender_manifest.toml" in names and "backend/worker.py" in names and "requirements.txt" in names
     assert not [n for n in names if n.startswith(("tests/", ".venv/", "docs/", "tools/", ".ci/")) or "__pycache__" in n]
+
+
+def test_build_validates_tags_against_blenders_list(tmp_path):
+    """Issue 10, item 9: the validator runs with --valid-tags, so a tag Blender does not know fails."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_extension", REPO / "tools" / "build_extension.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    command, tags = build.builder_command(None)
+    assert tags and tags[0].startswith("--valid-tags=")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    manifest = (REPO / "blender_manifest.toml").read_text().replace('"Modeling"', '"Modelling"')
+    (package / "blender_manifest.toml").write_text(manifest)
+    (package / "__init__.py").write_text("")
+    result = subprocess.run([*command, "validate", *tags, str(package)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Modelling" in result.stdout + result.stderr

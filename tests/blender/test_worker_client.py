@@ -38,6 +38,9 @@ def test_real_worker_hello_jobs_and_stop(wc, protocol, tmp_path):
     event = client.wait(job, on_event=seen.append)
     assert event.event == "error" and event.get("kind") == "LibraryError" and seen[-1] is event
     assert client.poll(job) == [], "a finished job is forgotten"
+    bad = client.submit(protocol.DecodeArgs(str(tmp_path / "lib.csdf"), [], resolution="high"))
+    event = client.wait(bad)
+    assert event.event == "error" and event.get("kind") == "Protocol" and "decode.resolution" in event.get("message")
     client.stop()
     assert not client.alive
 
