@@ -7,11 +7,17 @@ This file only registers and unregisters; see ``operators/`` and ``panels/``. Th
 import bpy
 
 from . import cli_command, operators, panels, preferences, properties
-from .operators import jobs, preview, setup_backend
+from .operators import preview, session, setup_backend
 from .operators.library import refresh_all_scenes
 
 _CLASSES = [*preferences.CLASSES, *properties.CLASSES, *operators.CLASSES, *panels.CLASSES]
 _cli_handle = None
+
+
+@bpy.app.handlers.persistent
+def _on_load_pre(_filepath: str) -> None:
+    """A file is about to be loaded (open, revert, new): end the running job, import nothing."""
+    session.abandon()
 
 
 @bpy.app.handlers.persistent
@@ -26,6 +32,7 @@ def register() -> None:
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     properties.register_pointers()
+    bpy.app.handlers.load_pre.append(_on_load_pre)
     bpy.app.handlers.load_post.append(_on_load_post)
     _cli_handle = bpy.utils.register_cli_command("compact_sdf", cli_command.run)
 
@@ -35,9 +42,10 @@ def unregister() -> None:
     bpy.utils.unregister_cli_command(_cli_handle)
     _cli_handle = None
     bpy.app.handlers.load_post.remove(_on_load_post)
+    bpy.app.handlers.load_pre.remove(_on_load_pre)
     setup_backend.stop_setup()
     preview.cancel()
-    jobs.shutdown()
+    session.shutdown()
     properties.unregister_pointers()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -24,7 +24,7 @@ from pathlib import Path
 import bpy
 
 from .operators.common import read_meta
-from .operators.jobs import UserError
+from .operators.session import UserError
 from .preferences import get_prefs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_CANCELLED = 0, 1, 2, 3, 4

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
+#: Colour attribute holding the fidelity heatmap (read by the heatmap material).
+HEATMAP_ATTRIBUTE = "csdf_fidelity"
+
 
 @dataclass
 class MeshArrays:
@@ -73,19 +76,21 @@ def set_vertex_distance(mesh: bpy.types.Mesh, distance: np.ndarray, scale: float
     """Store per-vertex distance as a float attribute and a heatmap colour attribute.
 
     ``csdf_distance`` holds the raw distance; ``csdf_fidelity`` maps 0 → blue, ``scale`` and
-    beyond → red (viridis-like ramp), ready for Solid view's "Attribute" colouring.
+    beyond → red (viridis-like ramp); it is made the active and the render colour attribute, so
+    Solid view's "Attribute" colouring and the heatmap material both show it.
     """
     distance = np.ascontiguousarray(distance, dtype=np.float32).ravel()
     if len(distance) != len(mesh.vertices):
         raise ValueError(f"{len(distance)} distances for {len(mesh.vertices)} vertices")
-    for name in ("csdf_distance", "csdf_fidelity"):
+    for name in ("csdf_distance", HEATMAP_ATTRIBUTE):
         if name in mesh.attributes:
             mesh.attributes.remove(mesh.attributes[name])
     mesh.attributes.new("csdf_distance", "FLOAT", "POINT").data.foreach_set("value", distance)
     colors = heatmap(distance / max(scale, 1e-12))
-    attribute = mesh.color_attributes.new("csdf_fidelity", "FLOAT_COLOR", "POINT")
+    attribute = mesh.color_attributes.new(HEATMAP_ATTRIBUTE, "FLOAT_COLOR", "POINT")
     attribute.data.foreach_set("color", colors.ravel())
     mesh.color_attributes.active_color = attribute
+    mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
 
 
 #: Colour ramp stops (linear RGB), from "on the surface" to "far off".

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import bpy
+from bpy.app.translations import pgettext_iface as iface_
 
 ADDON_ID = __package__
 
@@ -76,22 +77,26 @@ def draw_backend_status(layout: bpy.types.UILayout, context: bpy.types.Context, 
     box = layout.box()
     header = box.row()
     icon = {"READY": "CHECKMARK", "MISSING": "ERROR", "ERROR": "ERROR"}.get(backend.state, "QUESTION")
-    header.label(text=f"Backend: {backend.state.title()}", icon=icon)
-    header.label(text=f"Python: {backend_python(context)}")
+    state = backend.bl_rna.properties["state"].enum_items[backend.state].name
+    header.label(text=iface_("Backend: {}").format(iface_(state)), icon=icon, translate=False)
+    header.label(text=iface_("Python: {}").format(backend_python(context)), translate=False)
     column = box.column(align=True)
     for line in backend.summary.splitlines():
-        column.label(text=line)
+        column.label(text=line, translate=False)
     if backend.state in {"MISSING", "ERROR"}:
-        column.label(text="Fix: Set up Backend, or set Backend Python to an environment with torch.", icon="INFO")
+        column.label(
+            text=iface_("Fix: Set up Backend, or set Backend Python to an environment with torch."), icon="INFO"
+        )
     row = box.row(align=True)
     row.operator("csdf.check_backend", icon="FILE_REFRESH")
     if show_setup:
         row.operator("csdf.setup_backend", icon="IMPORT")
+    row.operator("csdf.open_log", icon="TEXT")
     if backend.setup_busy:
-        box.progress(factor=backend.setup_progress, text=backend.setup_message or "Setting up…")
+        box.progress(factor=backend.setup_progress, text=backend.setup_message or iface_("Setting up…"), translate=False)
         box.operator("csdf.cancel_setup", icon="CANCEL")
     elif backend.setup_message:
-        box.label(text=backend.setup_message)
+        box.label(text=backend.setup_message, translate=False)
 
 
 CLASSES = [CSDF_AddonPreferences]

@@ -63,7 +63,11 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
     """Persistent settings (saved in the .blend file)."""
 
     library_path: bpy.props.StringProperty(
-        name="Library", description="Latent library file (.csdf)", subtype="FILE_PATH", default=""
+        name="Library",
+        description="Latent library file (.csdf); a path starting with // is relative to the saved .blend file",
+        subtype="FILE_PATH",
+        options={"PATH_SUPPORTS_BLEND_RELATIVE"},
+        default="",
     )
     shapes: bpy.props.CollectionProperty(type=CSDF_PG_shape)
     active_shape: bpy.props.IntProperty(name="Active Shape", default=0)
@@ -82,6 +86,24 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
         soft_max=512,
         max=1024,
     )
+    target_faces: bpy.props.IntProperty(
+        name="Target Faces",
+        description=(
+            "Decimate every result to about this many triangles after marching cubes "
+            "(0: keep them all; a resolution of 128 gives tens of thousands)"
+        ),
+        default=0,
+        min=0,
+        soft_max=200_000,
+    )
+    replace_results: bpy.props.BoolProperty(
+        name="Replace Previous",
+        description=(
+            "Put new results into the previous result of the same name (<shape>_csdf, csdf_blend, …), "
+            "keeping its object, transform and modifiers, instead of adding a .001 copy"
+        ),
+        default=False,
+    )
     blend_mode: bpy.props.EnumProperty(name="Blend", items=BLEND_MODE_ITEMS, default="slerp")
     interp_count: bpy.props.IntProperty(
         name="Count", description="Number of shapes along the path, endpoints included", default=5, min=2, max=64
@@ -90,7 +112,7 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
         name="Fidelity Heatmap",
         description=(
             "Colour reconstructions by their distance to the source object of the same name "
-            "(colour attribute 'csdf_fidelity')"
+            "(colour attribute 'csdf_fidelity', shown in Solid view and by the 'Compact SDF Fidelity' material)"
         ),
         default=False,
     )
@@ -133,6 +155,7 @@ class CSDF_PG_job_state(bpy.types.PropertyGroup):
     eta_s: bpy.props.FloatProperty(default=-1.0)
     cancelling: bpy.props.BoolProperty(default=False)
     last_result: bpy.props.StringProperty(description="How the last job ended")
+    last_failed: bpy.props.BoolProperty(description="The last job ended with an error")
     preview_busy: bpy.props.BoolProperty(default=False)
 
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,27 @@ WORKER_SCRIPT = Path(__file__).resolve().parent / "backend" / "worker.py"
 
 class WorkerError(RuntimeError):
     """The worker could not be started or spoke an incompatible protocol."""
+
+
+@dataclass
+class CancelGrace:
+    """When a job was asked to stop, and whether it has had ``grace_s`` seconds to do so."""
+
+    grace_s: float
+    sent_at: float | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self.sent_at is not None
+
+    def start(self) -> None:
+        """Note that the cancel was sent now (the first time only)."""
+        if self.sent_at is None:
+            self.sent_at = time.monotonic()
+
+    def expired(self) -> bool:
+        """The cancel was sent longer than ``grace_s`` ago: time to kill the worker."""
+        return self.sent_at is not None and time.monotonic() - self.sent_at > self.grace_s
 
 
 class WorkerClient:
@@ -84,7 +106,7 @@ class WorkerClient:
         self._stopping = True
         if self.alive:
             try:
-                self._send(protocol.Request("shutdown"))
+                self._send(protocol.Request.of(protocol.ShutdownArgs()))
                 self._proc.wait(timeout)
             except (OSError, subprocess.TimeoutExpired):
                 self.kill()
@@ -122,9 +144,9 @@ class WorkerClient:
         return f"Log ({self.log_path}): {tail}" if tail else ""
 
     # -- jobs ---------------------------------------------------------------------------------
-    def submit(self, cmd: str, args: dict[str, Any]) -> str:
+    def submit(self, args: protocol.RequestArgs) -> str:
         """Send a job request; return its id."""
-        request = protocol.Request(cmd, args)
+        request = protocol.Request.of(args)
         with self._lock:
             self._queues[request.id] = queue.Queue()
             self._open.add(request.id)
@@ -140,7 +162,7 @@ class WorkerClient:
     def cancel(self, job_id: str) -> None:
         if self.alive:
             try:
-                self._send(protocol.Request("cancel", {"job": job_id}))
+                self._send(protocol.Request.of(protocol.CancelArgs(job_id)))
             except OSError:
                 pass
 
@@ -170,17 +192,17 @@ class WorkerClient:
         cancel_grace_s: float = 30.0,
     ) -> protocol.Event:
         """Block until the job's terminal event; ``should_cancel`` is polled and honoured."""
-        cancel_sent_at: float | None = None
+        grace = CancelGrace(cancel_grace_s)
         while True:
             for event in self.poll(job_id):
                 if on_event is not None:
                     on_event(event)
                 if event.terminal:
                     return event
-            if should_cancel is not None and cancel_sent_at is None and should_cancel():
+            if should_cancel is not None and not grace.sent and should_cancel():
                 self.cancel(job_id)
-                cancel_sent_at = time.monotonic()
-            if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > cancel_grace_s:
+                grace.start()
+            if grace.expired():
                 self.kill()
             time.sleep(0.02)
 

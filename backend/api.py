@@ -293,3 +293,4 @@ def interpolate(
         results.append(decode(library, weights, resolution=resolution, band=band, mode=mode, detail=detail,
                               device=device, should_stop=should_stop))
     return results
+

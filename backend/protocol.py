@@ -5,7 +5,10 @@ Stdlib only: Blender imports this module without torch or numpy.
 Every message is one JSON object on one line and carries ``"v": PROTOCOL_VERSION``.
 
 * Requests (client → worker): ``{"v", "id", "cmd", "args"}`` with ``cmd`` in ``COMMANDS``.
-  ``cancel`` names the job to stop in ``args["job"]``; ``shutdown`` ends the worker.
+  Each command's ``args`` is one dataclass below (``EncodeArgs``, ``DecodeArgs``, …): the client
+  builds it, ``Request.of`` puts it on the wire and the worker reads it back with ``parse_args``,
+  which checks every field's type. The dataclasses hold the only defaults. ``cancel`` names the
+  job to stop (``CancelArgs.job``); ``shutdown`` ends the worker.
 * Events (worker → client): ``{"v", "id", "event", ...}``. ``hello`` is sent once at start (id
   ``""``); ``progress`` any number of times per job; then exactly one terminal event per job id:
   ``result`` (``data``), ``error`` (``kind``, ``message``, ``traceback``) or ``cancelled``.
@@ -17,16 +20,18 @@ ignored so that either side may add fields without a version bump.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import types
+import typing
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 #: Bumped only for incompatible changes; the client refuses a worker that says otherwise.
 PROTOCOL_VERSION = 1
 
-COMMANDS = ("probe", "info", "encode", "decode", "interpolate", "invert", "cancel", "shutdown")
 EVENTS = ("hello", "progress", "result", "error", "cancelled")
 TERMINAL_EVENTS = ("result", "error", "cancelled")
 
@@ -42,16 +47,238 @@ class ProtocolError(ValueError):
     """A line is not a valid protocol message."""
 
 
+#: Decode defaults of a request that does not name them (grep-able; the engine's config may own them later).
+DEFAULT_RESOLUTION = 256
+DEFAULT_BAND = 3.0
+DEFAULT_BLEND_MODE = "slerp"
+DEFAULT_DEVICE = "auto"
+DEFAULT_PRESET = "fast"
+
+_Args = TypeVar("_Args", bound="RequestArgs")
+
+
+class RequestArgs:
+    """Base of the typed arguments of one command (``CMD``); subclasses are dataclasses."""
+
+    CMD: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_Args], args: dict[str, Any]) -> _Args:
+        """Build from a request's ``args``; ProtocolError names a missing or mistyped field."""
+        return _build(cls, args, cls.CMD)
+
+
+@dataclass
+class ProbeArgs(RequestArgs):
+    CMD: ClassVar[str] = "probe"
+    device: str = DEFAULT_DEVICE
+
+
+@dataclass
+class InfoArgs(RequestArgs):
+    CMD: ClassVar[str] = "info"
+    library: str
+
+
+@dataclass
+class EncodeArgs(RequestArgs):
+    """Encode the meshes of a mesh .npz (one per name) into ``library_out`` (added to ``library_in``)."""
+
+    CMD: ClassVar[str] = "encode"
+    meshes: str
+    names: list[str]
+    library_out: str
+    library_in: str | None = None
+    preset: str = DEFAULT_PRESET
+    steps: int | None = None
+    seed: int = 0
+    device: str = DEFAULT_DEVICE
+
+
+@dataclass
+class InvertArgs(RequestArgs):
+    """Fit one unseen shape (the mesh .npz's only mesh) into ``library_in`` with everything shared frozen."""
+
+    CMD: ClassVar[str] = "invert"
+    meshes: str
+    name: str
+    library_in: str
+    library_out: str
+    steps: int | None = None
+    device: str = DEFAULT_DEVICE
+
+
+@dataclass
+class DecodeItem:
+    """One decode: a shape name or ``{name: weight}`` blend into the mesh .npz ``out``.
+
+    With ``reference`` (a mesh .npz of the source) fidelity is measured against it, and with
+    ``heatmap`` per-vertex distances are stored too.
+    """
+
+    target: str | dict[str, float]
+    out: str
+    reference: str | None = None
+    heatmap: bool = False
+
+
+@dataclass
+class DecodeArgs(RequestArgs):
+    """Decode each item; ``target_faces`` decimates every result to about that many triangles."""
+
+    CMD: ClassVar[str] = "decode"
+    library: str
+    items: list[DecodeItem]
+    resolution: int = DEFAULT_RESOLUTION
+    band: float = DEFAULT_BAND
+    mode: str = DEFAULT_BLEND_MODE
+    device: str = DEFAULT_DEVICE
+    target_faces: int | None = None
+
+
+@dataclass
+class InterpolateArgs(RequestArgs):
+    """``count`` meshes along the path through ``names`` (endpoints included) into ``out_dir``."""
+
+    CMD: ClassVar[str] = "interpolate"
+    library: str
+    names: list[str]
+    count: int
+    out_dir: str
+    resolution: int = DEFAULT_RESOLUTION
+    band: float = DEFAULT_BAND
+    mode: str = DEFAULT_BLEND_MODE
+    device: str = DEFAULT_DEVICE
+    target_faces: int | None = None
+
+
+@dataclass
+class RemoveArgs(RequestArgs):
+    """Write ``library`` without the shapes ``names`` to ``library_out``."""
+
+    CMD: ClassVar[str] = "remove"
+    library: str
+    names: list[str]
+    library_out: str
+
+
+@dataclass
+class RenameArgs(RequestArgs):
+    """Write ``library`` with shape ``old`` renamed ``new`` to ``library_out``."""
+
+    CMD: ClassVar[str] = "rename"
+    library: str
+    old: str
+    new: str
+    library_out: str
+
+
+@dataclass
+class ReplaceArgs(RequestArgs):
+    """Re-encode shape ``name`` of ``library`` from the mesh .npz's only mesh; write ``library_out``."""
+
+    CMD: ClassVar[str] = "replace"
+    library: str
+    name: str
+    meshes: str
+    library_out: str
+    steps: int | None = None
+    seed: int = 0
+    device: str = DEFAULT_DEVICE
+
+
+@dataclass
+class CancelArgs(RequestArgs):
+    CMD: ClassVar[str] = "cancel"
+    job: str
+
+
+@dataclass
+class ShutdownArgs(RequestArgs):
+    CMD: ClassVar[str] = "shutdown"
+
+
+REQUEST_TYPES: dict[str, type[RequestArgs]] = {
+    cls.CMD: cls
+    for cls in (
+        ProbeArgs, InfoArgs, EncodeArgs, InvertArgs, DecodeArgs, InterpolateArgs,
+        RemoveArgs, RenameArgs, ReplaceArgs, CancelArgs, ShutdownArgs,
+    )
+}
+COMMANDS = tuple(REQUEST_TYPES)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """An instance of dataclass ``cls`` from a JSON object; unknown keys are ignored."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = _convert(data[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ProtocolError(f"{where}: missing '{f.name}'")
+    return cls(**values)
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against (and shaped as) the type ``hint``; ProtocolError if it does not fit."""
+    origin, params = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in params:
+            try:
+                return _convert(value, option, where)
+            except ProtocolError:
+                continue
+        raise ProtocolError(f"{where}: expected {hint}, got {type(value).__name__}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ProtocolError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_convert(v, params[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{where}: expected an object, got {type(value).__name__}")
+        return {_convert(k, params[0], where): _convert(v, params[1], f"{where}[{k!r}]") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if hint is type(None):
+        if value is None:
+            return None
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, hint):
+        return value
+    raise ProtocolError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {type(value).__name__}")
+
+
 @dataclass
 class Request:
-    """A command for the worker."""
+    """A command for the worker: ``args`` as sent on the wire (see ``parse_args``)."""
 
     cmd: str
     args: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
+    @classmethod
+    def of(cls, args: RequestArgs) -> Request:
+        """The request that runs ``args``' command."""
+        return cls(args.CMD, args.to_dict())
+
     def to_line(self) -> str:
         return dumps({"v": PROTOCOL_VERSION, "id": self.id, "cmd": self.cmd, "args": self.args})
+
+
+def parse_args(request: Request) -> RequestArgs:
+    """The typed arguments of a request; ProtocolError when a field is missing or mistyped."""
+    return REQUEST_TYPES[request.cmd].from_dict(request.args)
 
 
 @dataclass

@@ -38,9 +38,6 @@ from .errors import BadMeshError, Cancelled, CompactSdfError, LibraryError
 
 log = logging.getLogger("compact_sdf.worker")
 
-#: Surface samples per mesh when a decode is compared with its source (DESIGN §3 metrics).
-FIDELITY_SAMPLES = 50_000
-
 
 class Worker:
     """Dispatches requests to the engine and writes events to ``out``."""
@@ -66,15 +63,15 @@ class Worker:
                 continue
             try:
                 request = protocol.parse_request(raw)
+                if request.cmd == "cancel":
+                    self.cancel(protocol.CancelArgs.from_dict(request.args).job)
+                    continue
             except protocol.ProtocolError as exc:
                 self.send(protocol.error("", "Protocol", str(exc)))
                 continue
-            if request.cmd == "cancel":
-                self.cancel(str(request.args.get("job", "")))
-            elif request.cmd == "shutdown":
+            if request.cmd == "shutdown":
                 break
-            else:
-                self._jobs.put(request)
+            self._jobs.put(request)
         self.cancel_all()
         self._jobs.put(None)
 
@@ -110,10 +107,16 @@ class Worker:
         if self.is_cancelled(job_id):
             self.send(protocol.cancelled(job_id))
             return
-        handler: Callable[[protocol.Request], dict[str, Any]] = getattr(self, f"cmd_{request.cmd}")
         started = time.perf_counter()
         try:
-            data = handler(request)
+            args = protocol.parse_args(request)
+            handler: Callable[[str, Any], dict[str, Any]] = getattr(self, f"cmd_{request.cmd}")
+            out = getattr(args, "library_out", None)
+            if out:  # a library-changing job holds the library's lock from load to save (CLI adds wait too)
+                with file_lock(out, should_stop=self._should_stop(job_id)):
+                    data = handler(job_id, args)
+            else:
+                data = handler(job_id, args)
         except Cancelled:
             self.send(protocol.cancelled(job_id))
         except BaseException as exc:  # every failure becomes an error event; the worker lives on
@@ -151,6 +154,10 @@ class Worker:
 
         return report
 
+    def _engine(self, job_id: str, device: str) -> dict[str, Any]:
+        """The keyword arguments every long engine call takes: device, progress and cancellation."""
+        return {"device": device, "on_progress": self._on_progress(job_id), "should_stop": self._should_stop(job_id)}
+
     def _library(self, path: str) -> Any:
         """Load a library, reusing the last one while its file is unchanged (live previews)."""
         if not Path(path).is_file():
@@ -163,8 +170,16 @@ class Worker:
             self._library_cache = (key, Library.load(path))
         return self._library_cache[1]
 
+    def _save_library(self, job_id: str, library: Any, out: str, names: list[str]) -> dict[str, Any]:
+        """Write ``library`` to ``out`` unless the job was cancelled; the result names ``names``' info."""
+        if self.is_cancelled(job_id):
+            raise Cancelled("cancelled before the library was written")
+        library.save(out)
+        known = [n for n in names if n in library.names]
+        return {"library": out, "names": list(library.names), "shapes": {n: library.shape_info(n) for n in known}}
+
     # -- commands -----------------------------------------------------------------------------
-    def cmd_probe(self, request: protocol.Request) -> dict[str, Any]:
+    def cmd_probe(self, job_id: str, args: protocol.ProbeArgs) -> dict[str, Any]:
         """Python, numpy, torch, CUDA and the device jobs will use; MissingDependency if absent."""
         import numpy
         import torch
@@ -173,7 +188,7 @@ class Worker:
 
         from .device import pick_device
 
-        device = pick_device(str(request.args.get("device", "auto")))
+        device = pick_device(args.device)
         cuda = torch.cuda.is_available()
         return {
             "python": sys.executable,
@@ -187,142 +202,115 @@ class Worker:
             "threads": torch.get_num_threads(),
         }
 
-    def cmd_info(self, request: protocol.Request) -> dict[str, Any]:
+    def cmd_info(self, job_id: str, args: protocol.InfoArgs) -> dict[str, Any]:
         from .library_meta import read_library_meta
 
-        return read_library_meta(str(request.args["library"]))
+        return read_library_meta(args.library)
 
-    def cmd_encode(self, request: protocol.Request) -> dict[str, Any]:
-        """Encode meshes into a new library, or add them to ``library_in``; write ``library_out``."""
+    def cmd_encode(self, job_id: str, args: protocol.EncodeArgs) -> dict[str, Any]:
         from . import api
-        from .meshes import Mesh
 
-        args = request.args
-        names = [str(n) for n in args["names"]]
-        arrays = protocol.load_meshes(args["meshes"], len(names))
-        shapes = {name: Mesh(a["vertices"], a["faces"]) for name, a in zip(names, arrays)}
-        with file_lock(str(args["library_out"]), should_stop=self._should_stop(request.id)):
-            base = self._library(args["library_in"]) if args.get("library_in") else None
-            library = api.encode(
-                shapes,
-                preset=str(args.get("preset", "fast")),
-                steps=args.get("steps"),
-                library=base,
-                seed=int(args.get("seed", 0)),
-                device=str(args.get("device", "auto")),
-                on_progress=self._on_progress(request.id),
-                should_stop=self._should_stop(request.id),
-            )
-            return self._save_library(request, library, names)
+        shapes = dict(zip(args.names, _load_meshes(args.meshes, len(args.names))))
+        base = self._library(args.library_in) if args.library_in else None
+        library = api.encode(shapes, preset=args.preset, steps=args.steps, library=base, seed=args.seed,
+                             **self._engine(job_id, args.device))
+        return self._save_library(job_id, library, args.library_out, args.names)
 
-    def cmd_invert(self, request: protocol.Request) -> dict[str, Any]:
-        """Add one unseen shape to a library with the shared weights frozen."""
+    def cmd_invert(self, job_id: str, args: protocol.InvertArgs) -> dict[str, Any]:
         from . import api
-        from .meshes import Mesh
 
-        args = request.args
-        name = str(args["name"])
-        (arrays,) = protocol.load_meshes(args["meshes"], 1)
-        with file_lock(str(args["library_out"]), should_stop=self._should_stop(request.id)):
-            library = api.invert(
-                self._library(args["library_in"]),
-                Mesh(arrays["vertices"], arrays["faces"]),
-                name,
-                steps=args.get("steps"),
-                device=str(args.get("device", "auto")),
-                on_progress=self._on_progress(request.id),
-                should_stop=self._should_stop(request.id),
-            )
-            return self._save_library(request, library, [name])
+        (mesh,) = _load_meshes(args.meshes, 1)
+        library = api.invert(self._library(args.library_in), mesh, args.name, steps=args.steps,
+                             **self._engine(job_id, args.device))
+        return self._save_library(job_id, library, args.library_out, [args.name])
 
-    def _save_library(self, request: protocol.Request, library: Any, names: list[str]) -> dict[str, Any]:
-        """Write the job's ``library_out`` unless it was cancelled; the result names ``names``' info."""
-        if self.is_cancelled(request.id):
-            raise Cancelled("cancelled before the library was written")
-        out = str(request.args["library_out"])
-        library.save(out)
-        return {"library": out, "names": list(library.names), "shapes": {n: library.shape_info(n) for n in names}}
+    def cmd_replace(self, job_id: str, args: protocol.ReplaceArgs) -> dict[str, Any]:
+        from . import api
 
-    def cmd_decode(self, request: protocol.Request) -> dict[str, Any]:
+        (mesh,) = _load_meshes(args.meshes, 1)
+        library = api.replace(self._library(args.library), args.name, mesh, steps=args.steps, seed=args.seed,
+                              **self._engine(job_id, args.device))
+        return self._save_library(job_id, library, args.library_out, [args.name])
+
+    def cmd_remove(self, job_id: str, args: protocol.RemoveArgs) -> dict[str, Any]:
+        from . import api
+
+        library = api.remove(self._library(args.library), args.names)
+        return self._save_library(job_id, library, args.library_out, [])
+
+    def cmd_rename(self, job_id: str, args: protocol.RenameArgs) -> dict[str, Any]:
+        from . import api
+
+        library = api.rename(self._library(args.library), args.old, args.new)
+        return self._save_library(job_id, library, args.library_out, [args.new])
+
+    def cmd_decode(self, job_id: str, args: protocol.DecodeArgs) -> dict[str, Any]:
         """Decode each item's target (a name or ``{name: weight}``) into its ``out`` .npz."""
-        args = request.args
-        library = self._library(args["library"])
         from . import api
 
-        items = args["items"]
-        should_stop = self._should_stop(request.id)
+        library = self._library(args.library)
+        should_stop = self._should_stop(job_id)
         done = []
-        for index, item in enumerate(items):
-            report = self._on_progress(request.id, index, len(items), _describe(item["target"]))
+        for index, item in enumerate(args.items):
             mesh = api.decode(
-                library,
-                item["target"],
-                resolution=int(args.get("resolution", 256)),
-                band=float(args.get("band", 3.0)),
-                mode=str(args.get("mode", "slerp")),
-                device=str(args.get("device", "auto")),
-                on_progress=report,
+                library, item.target, resolution=args.resolution, band=args.band, mode=args.mode, device=args.device,
+                on_progress=self._on_progress(job_id, index, len(args.items), _describe(item.target)),
                 should_stop=should_stop,
             )
-            done.append(self._write_decoded(mesh, item))
+            done.append(_write_decoded(mesh, item, args.target_faces))
             if should_stop():
                 raise Cancelled("cancelled")
         return {"items": done}
 
-    def cmd_interpolate(self, request: protocol.Request) -> dict[str, Any]:
+    def cmd_interpolate(self, job_id: str, args: protocol.InterpolateArgs) -> dict[str, Any]:
         """``count`` meshes along the path through ``names`` (endpoints included) into ``out_dir``."""
-        args = request.args
-        library = self._library(args["library"])
         from . import api
 
-        names = [str(n) for n in args["names"]]
-        count = int(args["count"])
         meshes = api.interpolate(
-            library,
-            names,
-            count,
-            mode=str(args.get("mode", "slerp")),
-            resolution=int(args.get("resolution", 256)),
-            band=float(args.get("band", 3.0)),
-            device=str(args.get("device", "auto")),
-            on_progress=self._on_progress(request.id),
-            should_stop=self._should_stop(request.id),
+            self._library(args.library), args.names, args.count, mode=args.mode, resolution=args.resolution,
+            band=args.band, **self._engine(job_id, args.device),
         )
-        out_dir = Path(args["out_dir"])
+        out_dir = Path(args.out_dir)
         items = [
-            self._write_decoded(mesh, {"target": i, "out": str(out_dir / f"interp_{i:03d}.npz")})
+            _write_decoded(mesh, protocol.DecodeItem(str(i), str(out_dir / f"interp_{i:03d}.npz")), args.target_faces)
             for i, mesh in enumerate(meshes)
         ]
         return {"items": items}
 
-    def _write_decoded(self, mesh: Any, item: dict[str, Any]) -> dict[str, Any]:
-        """Save a DecodedMesh as a mesh .npz. With ``item['reference']`` (a mesh .npz of the source)
-        also measure fidelity against it, and with ``item['heatmap']`` store per-vertex distances."""
-        import numpy as np
 
-        arrays = {
-            "vertices": np.asarray(mesh.vertices, dtype=np.float32),
-            "faces": np.asarray(mesh.faces, dtype=np.int32),
-            "normals": np.asarray(mesh.normals, dtype=np.float32),
-        }
-        stats = _jsonable(getattr(mesh, "stats", {}))
-        if item.get("reference") and len(arrays["faces"]):
-            from .metrics import compare_meshes, point_to_mesh_distance
+def _load_meshes(path: str, count: int) -> list[Any]:
+    """The engine's Mesh for each of the ``count`` meshes of a mesh .npz."""
+    from .meshes import Mesh
 
-            (ref,) = protocol.load_meshes(item["reference"], 1)
-            gt = (ref["vertices"], ref["faces"])
-            stats["fidelity"] = _jsonable(compare_meshes(gt, (arrays["vertices"], arrays["faces"]), FIDELITY_SAMPLES).to_dict())
-            if item.get("heatmap"):
-                distance = point_to_mesh_distance(arrays["vertices"], *gt).distance
-                arrays["distance"] = distance.astype(np.float32)
-        protocol.save_meshes(item["out"], [arrays])
-        return {
-            "target": item["target"],
-            "out": item["out"],
-            "vertices": int(len(arrays["vertices"])),
-            "faces": int(len(arrays["faces"])),
-            "stats": stats,
-        }
+    return [Mesh(a["vertices"], a["faces"]) for a in protocol.load_meshes(path, count)]
+
+
+def _write_decoded(mesh: Any, item: protocol.DecodeItem, target_faces: int | None) -> dict[str, Any]:
+    """Save a DecodedMesh (decimated to ``target_faces`` if given) as ``item.out``; with a reference,
+    add its fidelity to the stats and, for a heatmap, per-vertex distances to the .npz."""
+    import numpy as np
+
+    from .fidelity import measure_fidelity, vertex_distance
+
+    vertices, faces = np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.int32)
+    arrays: dict[str, Any] = {"normals": np.asarray(mesh.normals, dtype=np.float32)}
+    stats = _jsonable(getattr(mesh, "stats", {}))
+    if target_faces is not None and len(faces) > target_faces:
+        from .simplify import decimate
+
+        stats["decoded_faces"] = int(len(faces))
+        vertices, faces = decimate(vertices, faces, target_faces)
+        arrays = {}  # marching-cubes normals no longer match the vertices
+    arrays.update(vertices=vertices, faces=faces)
+    if item.reference and len(faces):
+        (ref,) = protocol.load_meshes(item.reference, 1)
+        source = (ref["vertices"], ref["faces"])
+        stats["fidelity"] = _jsonable(measure_fidelity((vertices, faces), source))
+        if item.heatmap:
+            arrays["distance"] = vertex_distance(vertices, source)
+    protocol.save_meshes(item.out, [arrays])
+    return {"target": item.target, "out": item.out, "vertices": int(len(vertices)), "faces": int(len(faces)),
+            "stats": stats}
 
 
 def _describe(target: Any) -> str:
@@ -357,6 +345,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         )
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return "OutOfMemory", "Out of memory: lower the resolution or the preset, or use the CPU device."
+    if isinstance(exc, protocol.ProtocolError):
+        return "Protocol", f"Bad request: {exc}"
     if isinstance(exc, LibraryError):
         return "LibraryError", str(exc)
     if isinstance(exc, (BadMeshError, CompactSdfError)):

@@ -7,23 +7,38 @@ from typing import Any
 
 import bpy
 import numpy as np
+from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix
 
 from .. import mesh_bridge
 from ..backend import protocol
-from .jobs import UserError
+from .session import UserError
 
 #: Collection that receives every object this extension creates.
 COLLECTION_NAME = "Compact SDF"
+#: Material given to results with a fidelity heatmap (shows the colour attribute when rendered).
+HEATMAP_MATERIAL = "Compact SDF Fidelity"
 
 
 def library_file(settings: Any, *, must_exist: bool) -> Path:
-    """Absolute path of the scene's library; UserError when unset (or missing and required)."""
-    if not settings.library_path.strip():
-        raise UserError("No library file: use New or Open in the Compact SDF panel first.")
-    path = Path(bpy.path.abspath(settings.library_path))
+    """Absolute path of the scene's library, resolved in Blender (``//`` relative to the .blend).
+
+    UserError when unset, when relative to a .blend file that is not saved yet, or when missing
+    and required: nothing may reach the worker, whose working directory is the extension folder.
+    """
+    raw = settings.library_path.strip()
+    if not raw:
+        raise UserError(rpt_("No library file: use New or Open in the Compact SDF panel first."))
+    if raw.startswith("//") and not bpy.data.filepath:
+        raise UserError(
+            rpt_("The library path {} is relative to the .blend file, which is not saved yet: "
+                 "save the .blend file first, or choose an absolute path with New or Open.").format(raw)
+        )
+    path = Path(bpy.path.abspath(raw)).absolute()
     if must_exist and not path.is_file():
-        raise UserError(f"Library file not found: {path}. Encode some shapes first, or open another library.")
+        raise UserError(
+            rpt_("Library file not found: {}. Encode some shapes first, or open another library.").format(path)
+        )
     return path
 
 
@@ -38,10 +53,11 @@ def read_meta(path: Path) -> dict[str, Any]:
             int(shape.get("code_size") or 0)
             encode_errors(shape.get("stats") or {})
     except (LibraryError, OSError) as exc:
-        raise UserError(f"Cannot read library {path.name}: {exc}") from exc
+        raise UserError(rpt_("Cannot read library {}: {}. Open another library, or encode into a new one.").format(
+            path.name, exc)) from exc
     except (RecursionError, TypeError, ValueError, OverflowError) as exc:
-        raise UserError(f"Cannot read library {path.name}: its metadata is malformed ({type(exc).__name__}: {exc}). "
-                        "Open another library or encode the shapes again.") from exc
+        raise UserError(rpt_("Cannot read library {}: its metadata is malformed ({}). "
+                             "Open another library, or encode the shapes again.").format(path.name, type(exc).__name__)) from exc
     return meta
 
 
@@ -99,13 +115,59 @@ def add_result_object(
     *,
     info: dict[str, Any],
 ) -> bpy.types.Object:
-    """A new object in the Compact SDF collection from a decoded mesh .npz's arrays."""
+    """An object in the Compact SDF collection from a decoded mesh .npz's arrays.
+
+    With the scene's "Replace Previous" on, an earlier result named ``name`` keeps its object
+    (transform, modifiers, material slots) and only gets the new mesh; else a new object is made.
+    """
     mesh = mesh_bridge.arrays_to_mesh(name, arrays["vertices"], arrays["faces"])
+    previous = bpy.data.objects.get(name)
+    if context.scene.csdf.replace_results and previous is not None and previous.type == "MESH" and "csdf" in previous:
+        old = previous.data
+        for material in old.materials:
+            mesh.materials.append(material)
+        previous.data = mesh
+        if old.users == 0:
+            bpy.data.meshes.remove(old)
+        mesh.name = name
+        previous["csdf"] = info
+        return previous
     obj = bpy.data.objects.new(name, mesh)
     obj.matrix_world = matrix
     obj["csdf"] = info
     result_collection(context).objects.link(obj)
     return obj
+
+
+def show_heatmap(context: bpy.types.Context, obj: bpy.types.Object, distance: np.ndarray, scale: float) -> None:
+    """Colour ``obj`` by per-vertex ``distance`` in Material Preview/Rendered (heatmap material) and
+    in Solid view (the colour attribute is made active and Solid views show attribute colours)."""
+    mesh_bridge.set_vertex_distance(obj.data, distance, scale)
+    material = heatmap_material()
+    if material.name not in obj.data.materials:
+        obj.data.materials.clear()
+        obj.data.materials.append(material)
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.spaces.active.shading.color_type = "VERTEX"
+
+
+def heatmap_material() -> bpy.types.Material:
+    """The shared material that renders the ``csdf_fidelity`` colour attribute (created once)."""
+    material = bpy.data.materials.get(HEATMAP_MATERIAL)
+    if material is not None:
+        return material
+    material = bpy.data.materials.new(HEATMAP_MATERIAL)
+    if material.node_tree is None:  # Blender < 5.0 makes node trees on request only
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    shader = next(node for node in nodes if node.type == "BSDF_PRINCIPLED")
+    attribute = nodes.new("ShaderNodeAttribute")
+    attribute.attribute_type, attribute.attribute_name = "GEOMETRY", mesh_bridge.HEATMAP_ATTRIBUTE
+    attribute.location = shader.location.x - 250, shader.location.y
+    material.node_tree.links.new(attribute.outputs["Color"], shader.inputs["Base Color"])
+    return material
 
 
 def shape_matrix(settings: Any, name: str) -> Matrix:
@@ -133,8 +195,14 @@ def select_only(context: bpy.types.Context, objects: list[bpy.types.Object]) -> 
 
 
 def format_fidelity(stats: dict[str, Any]) -> str:
-    """``CD-L1 1.2e-03, F@1% 0.95`` from stats that hold a ``fidelity`` dict, else ``""``."""
+    """``CD-L1 1.2e-03, F@0.01 0.950, F@0.005 0.800`` from stats with a ``fidelity`` dict, else ``""``."""
     fidelity = stats.get("fidelity")
     if not fidelity:
         return ""
-    return f"CD-L1 {fidelity['cd_l1']:.3g}, F@0.01 {fidelity['fscore_0_01']:.3f}, F@0.005 {fidelity['fscore_0_005']:.3f}"
+    return "CD-L1 {:.3g}, F@0.01 {:.3f}, F@0.005 {:.3f}".format(
+        fidelity["cd_l1"], fidelity["fscore_0_01"], fidelity["fscore_0_005"])
+
+
+def target_faces(settings: Any) -> int | None:
+    """The scene's target triangle count for results, None when decimation is off (0)."""
+    return settings.target_faces or None

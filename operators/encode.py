@@ -6,11 +6,30 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+from bpy.app.translations import pgettext_rpt as rpt_
 
 from .. import mesh_bridge
 from ..backend import protocol
 from .common import library_file, read_meta, refresh_shapes
-from .jobs import JobOperator, JobSpec, UserError
+from .job_operator import JobOperator
+from .session import JobSpec, UserError
+
+
+def selected_meshes(context: bpy.types.Context) -> list[bpy.types.Object]:
+    """Selected mesh objects, in selection order."""
+    return [obj for obj in context.selected_objects if obj.type == "MESH"]
+
+
+def save_meshes(context: bpy.types.Context, objects: list[bpy.types.Object], path: Path) -> None:
+    """Write the evaluated geometry (modifiers applied, object space) of ``objects`` to a mesh .npz."""
+    depsgraph = context.evaluated_depsgraph_get()
+    meshes = []
+    for obj in objects:
+        arrays = mesh_bridge.object_to_arrays(obj, depsgraph)
+        if len(arrays.faces) == 0:
+            raise UserError(rpt_("'{}' has no faces (empty mesh); nothing was encoded.").format(obj.name))
+        meshes.append({"vertices": arrays.vertices, "faces": arrays.faces})
+    protocol.save_meshes(str(path), meshes)
 
 
 class CSDF_OT_encode_selected(JobOperator, bpy.types.Operator):
@@ -20,7 +39,17 @@ class CSDF_OT_encode_selected(JobOperator, bpy.types.Operator):
         "Encode the selected mesh objects (modifiers applied, in object space) into the library file; "
         "runs in the background, Esc cancels"
     )
-    bl_options = {"REGISTER"}
+    # UNDO: the shape list changes. No REGISTER: Repeat Last and the Redo panel must never retrain.
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not super().poll(context):
+            return False
+        if not selected_meshes(context):
+            cls.poll_message_set("Select one or more mesh objects to encode")
+            return False
+        return True
 
     def prepare(self, context: bpy.types.Context, folder: Path) -> JobSpec:
         settings = context.scene.csdf
@@ -29,35 +58,24 @@ class CSDF_OT_encode_selected(JobOperator, bpy.types.Operator):
         if mode == "AUTO":
             mode = "ADD" if path.is_file() else "NEW"
         if mode == "ADD" and not path.is_file():
-            raise UserError(f"Cannot add to {path.name}: the file does not exist (use New Library mode).")
-
-        selected = list(context.selected_objects)
-        objects = [obj for obj in selected if obj.type == "MESH"]
-        others = [f"{obj.name} ({obj.type.lower()})" for obj in selected if obj.type != "MESH"]
-        if not objects:
-            detail = f" Selected: {', '.join(others)} — not mesh objects." if others else ""
-            raise UserError(f"Select one or more mesh objects to encode.{detail}")
+            raise UserError(
+                rpt_("Cannot add to {}: the file does not exist. Set Encode Into to New Library.").format(path.name)
+            )
+        objects = selected_meshes(context)
+        others = [f"{obj.name} ({obj.type.lower()})" for obj in context.selected_objects if obj.type != "MESH"]
         if mode == "ADD":
             existing = {shape["name"] for shape in read_meta(path).get("shapes", [])}
             clash = sorted(existing.intersection(obj.name for obj in objects))
             if clash:
                 raise UserError(
-                    f"Already in {path.name}: {', '.join(clash)}. Rename the objects or encode into a new library."
+                    rpt_("Already in {}: {}. Use Replace in the shape list to re-encode them, "
+                         "or rename the objects.").format(path.name, ", ".join(clash))
                 )
-
-        depsgraph = context.evaluated_depsgraph_get()
-        meshes = []
-        for obj in objects:
-            arrays = mesh_bridge.object_to_arrays(obj, depsgraph)
-            if len(arrays.faces) == 0:
-                raise UserError(f"'{obj.name}' has no faces (empty mesh); nothing was encoded.")
-            meshes.append({"vertices": arrays.vertices, "faces": arrays.faces})
         meshes_path = folder / "meshes.npz"
-        protocol.save_meshes(str(meshes_path), meshes)
-
+        save_meshes(context, objects, meshes_path)
         names = [obj.name for obj in objects]
         matrices = {obj.name: obj.matrix_world.copy() for obj in objects}
-        skipped = f" Skipped non-mesh: {', '.join(others)}." if others else ""
+        skipped = (" " + rpt_("Skipped non-mesh: {}.").format(", ".join(others))) if others else ""
 
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
             settings = context.scene.csdf
@@ -66,21 +84,24 @@ class CSDF_OT_encode_selected(JobOperator, bpy.types.Operator):
                 item = settings.shapes.get(name)
                 if item is not None:
                     item.matrix, item.has_matrix = matrix, True
-            return (
-                f"Encoded {len(names)} shape{'s' if len(names) != 1 else ''} into {path.name} "
-                f"in {data.get('elapsed_s', 0):.0f} s ({len(settings.shapes)} in the library).{skipped}"
-            )
+            return rpt_("Encoded {} into {} in {:.0f} s ({} in the library).").format(
+                shape_count(len(names)), path.name, data.get("elapsed_s", 0), len(settings.shapes)) + skipped
 
-        args = {
-            "meshes": str(meshes_path),
-            "names": names,
-            "library_in": str(path) if mode == "ADD" else None,
-            "library_out": str(path),
-            "preset": settings.preset,
-            "steps": settings.steps or None,
-            "seed": settings.seed,
-        }
-        return JobSpec("encode", args, finish, f"Encode {len(names)} shape{'s' if len(names) != 1 else ''}")
+        request = protocol.EncodeArgs(
+            meshes=str(meshes_path),
+            names=names,
+            library_out=str(path),
+            library_in=str(path) if mode == "ADD" else None,
+            preset=settings.preset,
+            steps=settings.steps or None,
+            seed=settings.seed,
+        )
+        return JobSpec(request, finish, rpt_("Encode {}").format(shape_count(len(names))))
+
+
+def shape_count(count: int) -> str:
+    """``1 shape`` / ``3 shapes``."""
+    return (rpt_("{} shape") if count == 1 else rpt_("{} shapes")).format(count)
 
 
 CLASSES = [CSDF_OT_encode_selected]

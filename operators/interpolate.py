@@ -7,16 +7,19 @@ from typing import Any
 
 import bpy
 import numpy as np
+from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix, Vector
 
-from .common import add_result_object, library_file, load_result, select_only, shape_matrix
-from .jobs import JobOperator, JobSpec, UserError
+from ..backend import protocol
+from .common import add_result_object, library_file, load_result, select_only, shape_matrix, target_faces
+from .job_operator import JobOperator
+from .session import JobSpec, UserError
 
 
 def blend_weights(names: list[str], t: float) -> dict[str, float]:
     """Weights for position ``t`` in [0, 1] along the path through ``names`` (two neighbours mix)."""
     if len(names) < 2:
-        raise UserError("Tick at least two shapes in the library list to blend them.")
+        raise UserError(rpt_("Tick at least two shapes in the library list to blend them."))
     position = min(max(t, 0.0), 1.0) * (len(names) - 1)
     segment = min(int(position), len(names) - 2)
     u = position - segment
@@ -30,6 +33,7 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
         "Decode shapes between the library shapes ticked in the list: a row of in-betweens, "
         "or one blend from the per-shape weights"
     )
+    # Redo with unchanged settings reuses the decoded meshes (no backend run).
     bl_options = {"REGISTER", "UNDO"}
 
     mode: bpy.props.EnumProperty(
@@ -47,36 +51,32 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
         names = [item.name for item in settings.shapes if item.use]
         origin = context.scene.cursor.location.copy()
         resolution = settings.resolution
+        faces = target_faces(settings)
         if self.mode == "WEIGHTS":
             weights = {item.name: item.weight for item in settings.shapes if item.use and item.weight > 0}
             if not weights:
-                raise UserError("Tick one or more shapes with a weight above 0 to blend them.")
+                raise UserError(rpt_("Tick one or more shapes with a weight above 0 to blend them."))
             total = sum(weights.values())
             target = {name: w / total for name, w in weights.items()}
-            args = {
-                "library": str(path),
-                "items": [{"target": target, "out": str(folder / "blend.npz")}],
-                "resolution": resolution,
-                "mode": settings.blend_mode,
-            }
-            cmd, label = "decode", f"Blend {len(target)} shapes"
+            request: protocol.RequestArgs = protocol.DecodeArgs(
+                library=str(path), items=[protocol.DecodeItem(target, str(folder / "blend.npz"))],
+                resolution=resolution, mode=settings.blend_mode, target_faces=faces,
+            )
+            label = rpt_("Blend {} shapes").format(len(target))
+            first = next(iter(target))
         else:
             if len(names) < 2:
-                raise UserError("Tick at least two shapes in the library list to interpolate between them.")
-            count = settings.interp_count
-            args = {
-                "library": str(path),
-                "names": names,
-                "count": count,
-                "resolution": resolution,
-                "mode": settings.blend_mode,
-                "out_dir": str(folder),
-            }
-            cmd, label = "interpolate", f"Interpolate {count} shapes"
+                raise UserError(rpt_("Tick at least two shapes in the library list to interpolate between them."))
+            request = protocol.InterpolateArgs(
+                library=str(path), names=names, count=settings.interp_count, out_dir=str(folder),
+                resolution=resolution, mode=settings.blend_mode, target_faces=faces,
+            )
+            label = rpt_("Interpolate {} shapes").format(settings.interp_count)
+            first = names[0]
+        mode = settings.blend_mode
 
         # Orientation and scale of the first shape's source object (e.g. an importer's axis
         # conversion); locations are laid out in a row along X from the 3D cursor.
-        first = names[0] if self.mode == "PATH" else next(iter(args["items"][0]["target"]))
         basis = shape_matrix(settings, first).to_3x3()
 
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
@@ -94,13 +94,18 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
                     name, info = "csdf_blend", {"weights": item["target"]}
                 else:
                     name, info = f"csdf_interp_{index:02d}", {"path": names, "index": index, "count": len(results)}
-                info.update(library=str(path), resolution=resolution, mode=args["mode"])
+                info.update(library=str(path), resolution=resolution, mode=mode)
                 matrix = Matrix.Translation(location) @ basis.to_4x4()
                 created.append(add_result_object(context, name, arrays, matrix, info=info))
             select_only(context, created)
-            return f"{label}: created {len(created)} object{'s' if len(created) != 1 else ''} in 'Compact SDF'"
+            return rpt_("{}: created {} in 'Compact SDF'").format(label, object_count(len(created)))
 
-        return JobSpec(cmd, args, finish, label)
+        return JobSpec(request, finish, label, reusable=True)
+
+
+def object_count(count: int) -> str:
+    """``1 object`` / ``3 objects``."""
+    return (rpt_("{} object") if count == 1 else rpt_("{} objects")).format(count)
 
 
 CLASSES = [CSDF_OT_interpolate]

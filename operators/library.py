@@ -1,16 +1,33 @@
-"""Library file operators: new, open, refresh, tick all shapes."""
+"""Library file operators: new, open (also by dropping a .csdf on the 3D view), refresh, tick all."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import bpy
+from bpy.app.translations import pgettext_rpt as rpt_
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .common import library_file, read_meta, refresh_shapes
-from .jobs import UserError
+from .session import UserError
 
 LIBRARY_EXT = ".csdf"
+
+
+def idle(context: bpy.types.Context) -> bool:
+    """No job runs (the library must not change under a running job)."""
+    return not context.window_manager.csdf_job.busy
+
+
+def open_library(context: bpy.types.Context, path: Path) -> int:
+    """Make ``path`` the scene's library and list its shapes; UserError (nothing changed) if unreadable."""
+    meta = read_meta(path)
+    settings = context.scene.csdf
+    settings.library_path = str(path)
+    settings.shapes.clear()
+    refresh_shapes(settings, meta)
+    settings.encode_mode = "AUTO"
+    return len(settings.shapes)
 
 
 class CSDF_OT_library_new(bpy.types.Operator, ExportHelper):
@@ -22,6 +39,10 @@ class CSDF_OT_library_new(bpy.types.Operator, ExportHelper):
     filename_ext = LIBRARY_EXT
     filter_glob: bpy.props.StringProperty(default=f"*{LIBRARY_EXT}", options={"HIDDEN"})
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return idle(context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.csdf
         path = Path(self.filepath)
@@ -32,10 +53,12 @@ class CSDF_OT_library_new(bpy.types.Operator, ExportHelper):
         settings.library_error = ""
         if path.exists():
             settings.encode_mode = "NEW"
-            self.report({"WARNING"}, f"{path.name} exists: the next Encode replaces it (Encode Into: New Library)")
+            self.report(
+                {"WARNING"}, rpt_("{} exists: the next Encode replaces it (Encode Into: New Library)").format(path.name)
+            )
         else:
             settings.encode_mode = "AUTO"
-            self.report({"INFO"}, f"New library {path.name}: select mesh objects and Encode")
+            self.report({"INFO"}, rpt_("New library {}: select mesh objects and Encode").format(path.name))
         return {"FINISHED"}
 
 
@@ -48,20 +71,54 @@ class CSDF_OT_library_open(bpy.types.Operator, ImportHelper):
     filename_ext = LIBRARY_EXT
     filter_glob: bpy.props.StringProperty(default=f"*{LIBRARY_EXT}", options={"HIDDEN"})
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return idle(context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.csdf
-        path = Path(self.filepath)
-        try:
-            meta = read_meta(path)
-        except UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        settings.library_path = str(path)
-        settings.shapes.clear()
-        refresh_shapes(settings, meta)
-        settings.encode_mode = "AUTO"
-        self.report({"INFO"}, f"Opened {path.name}: {len(settings.shapes)} shapes")
-        return {"FINISHED"}
+        return _open(self, context, Path(self.filepath))
+
+
+class CSDF_OT_library_import(bpy.types.Operator):
+    bl_idname = "csdf.library_import"
+    bl_label = "Open Dropped Library"
+    bl_description = "Open a .csdf file dropped on the 3D view as the scene's library"
+    bl_options = {"REGISTER", "UNDO", "INTERNAL"}
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE", "HIDDEN"})
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return idle(context)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        return self.execute(context)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        return _open(self, context, Path(self.filepath))
+
+
+def _open(operator: bpy.types.Operator, context: bpy.types.Context, path: Path) -> set[str]:
+    try:
+        count = open_library(context, path)
+    except UserError as exc:
+        operator.report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    operator.report({"INFO"}, rpt_("Opened {}: {} shapes").format(path.name, count))
+    return {"FINISHED"}
+
+
+class CSDF_FH_library(bpy.types.FileHandler):
+    """Dropping a .csdf file on the 3D view opens it as the library."""
+
+    bl_idname = "CSDF_FH_library"
+    bl_label = "Compact SDF Library"
+    bl_import_operator = "csdf.library_import"
+    bl_file_extensions = LIBRARY_EXT
+
+    @classmethod
+    def poll_drop(cls, context: bpy.types.Context) -> bool:
+        return context.area is not None and context.area.type == "VIEW_3D"
 
 
 class CSDF_OT_library_refresh(bpy.types.Operator):
@@ -69,6 +126,13 @@ class CSDF_OT_library_refresh(bpy.types.Operator):
     bl_label = "Refresh Library"
     bl_description = "Read the library file again and update the shape list"
     bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not context.scene.csdf.library_path.strip():
+            cls.poll_message_set("No library: use New or Open first")
+            return False
+        return idle(context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.csdf
@@ -79,7 +143,7 @@ class CSDF_OT_library_refresh(bpy.types.Operator):
             settings.library_error = str(exc)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"{path.name}: {len(settings.shapes)} shapes")
+        self.report({"INFO"}, rpt_("{}: {} shapes").format(path.name, len(settings.shapes)))
         return {"FINISHED"}
 
 
@@ -113,4 +177,11 @@ def refresh_all_scenes() -> None:
             settings.library_error = str(exc)
 
 
-CLASSES = [CSDF_OT_library_new, CSDF_OT_library_open, CSDF_OT_library_refresh, CSDF_OT_shapes_use_all]
+CLASSES = [
+    CSDF_OT_library_new,
+    CSDF_OT_library_open,
+    CSDF_OT_library_import,
+    CSDF_FH_library,
+    CSDF_OT_library_refresh,
+    CSDF_OT_shapes_use_all,
+]

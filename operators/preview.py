@@ -13,15 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix
 
 from .. import mesh_bridge
+from ..backend import protocol
 from ..preferences import get_prefs
 from ..worker_client import WorkerClient, WorkerError
-from . import jobs
+from . import session
 from .common import COLLECTION_NAME, library_file, load_result, result_collection
 from .interpolate import blend_weights
-from .jobs import UserError
+from .redraw import tag_redraw
+from .session import UserError
 
 PREVIEW_NAME = "csdf_blend_preview"
 REFINE_DELAY_S = 0.4
@@ -87,20 +90,20 @@ def _submit(context: bpy.types.Context, resolution: int) -> None:
     try:
         target = blend_weights(names, settings.blend)
         path = library_file(settings, must_exist=True)
-        client = jobs.get_client(context)
+        client = session.get_client(context)
     except (UserError, WorkerError) as exc:
-        state.message = f"Preview: {exc}"
+        state.message = rpt_("Preview: {}").format(exc)
         _state.refined = True
         return
-    _state.folder = jobs.job_folder()
-    args = {
-        "library": str(path),
-        "items": [{"target": target, "out": str(_state.folder / "preview.npz")}],
-        "resolution": resolution,
-        "mode": settings.blend_mode,
-        "device": get_prefs(context).device,
-    }
-    _state.client, _state.job_id = client, client.submit("decode", args)
+    _state.folder = session.job_folder()
+    request = protocol.DecodeArgs(
+        library=str(path),
+        items=[protocol.DecodeItem(target, str(_state.folder / "preview.npz"))],
+        resolution=resolution,
+        mode=settings.blend_mode,
+        device=get_prefs(context).device,
+    )
+    _state.client, _state.job_id = client, client.submit(request)
     _state.showing_low_res = resolution < settings.resolution
     state.preview_busy = True
 
@@ -116,13 +119,14 @@ def _collect(context: bpy.types.Context) -> bool:
             item = event.get("data")["items"][0]
             arrays = load_result(item["out"])
             show(context, arrays["vertices"], arrays["faces"])
-            state.message = f"Preview: {item['faces']} triangles" + (" (refining…)" if _state.showing_low_res else "")
+            state.message = rpt_("Preview: {} triangles").format(item["faces"]) + (
+                rpt_(" (refining…)") if _state.showing_low_res else "")
         elif event.event == "error":
-            state.message = f"Preview failed: {event.get('message')}"
+            state.message = rpt_("Preview failed: {}").format(event.get("message"))
         shutil.rmtree(_state.folder, ignore_errors=True)
         _state.job_id = _state.folder = _state.client = None
         state.preview_busy = False
-        jobs.tag_redraw(context)
+        tag_redraw(context)
         return True
     return False
 

@@ -7,9 +7,11 @@ from typing import Any
 
 import bpy
 import numpy as np
+from bpy.app.translations import pgettext_rpt as rpt_
 
 from .. import mesh_bridge
 from ..backend import protocol
+from .encode import shape_count
 from .common import (
     add_result_object,
     format_fidelity,
@@ -17,9 +19,12 @@ from .common import (
     load_result,
     select_only,
     shape_matrix,
+    show_heatmap,
+    target_faces,
     used_shapes,
 )
-from .jobs import JobOperator, JobSpec, UserError
+from .job_operator import JobOperator
+from .session import JobSpec, UserError
 
 
 def source_reference(context: bpy.types.Context, name: str, folder: Path) -> tuple[str, float] | None:
@@ -46,6 +51,7 @@ class CSDF_OT_reconstruct(JobOperator, bpy.types.Operator):
         "Decode the library shapes ticked in the list (or the active one) into new mesh objects "
         "in the 'Compact SDF' collection, placed like their sources"
     )
+    # Redo with unchanged settings reuses the decoded meshes (no backend run).
     bl_options = {"REGISTER", "UNDO"}
 
     def prepare(self, context: bpy.types.Context, folder: Path) -> JobSpec:
@@ -53,16 +59,16 @@ class CSDF_OT_reconstruct(JobOperator, bpy.types.Operator):
         path = library_file(settings, must_exist=True)
         names = used_shapes(settings)
         if not names:
-            raise UserError("The library list is empty: open a library or encode shapes first.")
+            raise UserError(rpt_("The library list is empty: open a library or encode shapes first."))
+        heatmap = settings.heatmap
         items, ranges = [], {}
         for index, name in enumerate(names):
-            item: dict[str, Any] = {"target": name, "out": str(folder / f"shape_{index:03d}.npz")}
+            item = protocol.DecodeItem(name, str(folder / f"shape_{index:03d}.npz"), heatmap=heatmap)
             reference = source_reference(context, name, folder)
             if reference is not None:
-                item["reference"], diagonal = reference
+                item.reference, diagonal = reference
                 ranges[name] = diagonal * settings.heatmap_range
             items.append(item)
-        heatmap = settings.heatmap
         resolution = settings.resolution
 
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
@@ -71,29 +77,27 @@ class CSDF_OT_reconstruct(JobOperator, bpy.types.Operator):
                 name = str(item["target"])
                 arrays = load_result(item["out"])
                 if len(arrays["faces"]) == 0:
-                    lines.append(f"{name}: empty surface (try a higher resolution)")
+                    lines.append(rpt_("{}: empty surface (raise the resolution)").format(name))
                     continue
                 info = {"library": str(path), "shape": name, "resolution": resolution}
                 obj = add_result_object(context, f"{name}_csdf", arrays, shape_matrix(settings, name), info=info)
                 if heatmap and "distance" in arrays:
-                    mesh_bridge.set_vertex_distance(obj.data, arrays["distance"], ranges[name])
+                    show_heatmap(context, obj, arrays["distance"], ranges[name])
                 created.append(obj)
                 fidelity = format_fidelity(item.get("stats") or {})
-                lines.append(f"{obj.name}: {item['faces']} triangles" + (f", {fidelity}" if fidelity else ""))
+                lines.append(rpt_("{}: {} triangles").format(obj.name, item["faces"]) + (f", {fidelity}" if fidelity else ""))
             select_only(context, created)
             for line in lines:
                 print(f"Compact SDF: {line}")
             missing = [n for n in names if n not in ranges] if heatmap else []
-            note = f". No source object for the heatmap of: {', '.join(missing)}." if missing else ""
-            return f"Reconstructed {len(created)} of {len(names)}: " + "; ".join(lines) + note
+            note = (". " + rpt_("No source object for the heatmap of: {}.").format(", ".join(missing))) if missing else ""
+            return rpt_("Reconstructed {} of {}: ").format(len(created), len(names)) + "; ".join(lines) + note
 
-        args = {
-            "library": str(path),
-            "items": [{**item, "heatmap": heatmap} for item in items],
-            "resolution": resolution,
-            "mode": settings.blend_mode,
-        }
-        return JobSpec("decode", args, finish, f"Reconstruct {len(names)} shape{'s' if len(names) != 1 else ''}")
+        request = protocol.DecodeArgs(
+            library=str(path), items=items, resolution=resolution, mode=settings.blend_mode,
+            target_faces=target_faces(settings),
+        )
+        return JobSpec(request, finish, rpt_("Reconstruct {}").format(shape_count(len(names))), reusable=True)
 
 
 CLASSES = [CSDF_OT_reconstruct]

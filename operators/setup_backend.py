@@ -21,7 +21,8 @@ from pathlib import Path
 
 import bpy
 
-from ..preferences import ENV_FOLDER, user_path
+from ..preferences import ENV_FOLDER, managed_python, user_path
+from .redraw import tag_redraw
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -184,9 +185,7 @@ class CSDF_OT_setup_backend(bpy.types.Operator):
                 "or set Backend Python to an environment that has torch.",
             )
             return {"CANCELLED"}
-        env_dir = user_path(ENV_FOLDER, create=False)
-        python = env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-        _task = SetupTask(env_dir, python)
+        _task = SetupTask(user_path(ENV_FOLDER, create=False), managed_python())
         backend = context.window_manager.csdf_backend
         backend.setup_busy, backend.setup_progress, backend.setup_message = True, 0.0, "Starting…"
         extra = self.extra_pip_args.split()
@@ -207,19 +206,12 @@ def _poll_setup() -> float | None:
     if _task is None:
         return None
     if not _drain(context):
-        _redraw(context)
+        tag_redraw(context)
         return 0.2
     level, message = _finish(context)
     print(f"Compact SDF: {message}")
-    _redraw(context)
+    tag_redraw(context)
     return None
-
-
-def _redraw(context: bpy.types.Context) -> None:
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in {"PREFERENCES", "VIEW_3D"}:
-                area.tag_redraw()
 
 
 class CSDF_OT_cancel_setup(bpy.types.Operator):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
+from bpy.app.translations import pgettext_iface as iface_
 
 from ..preferences import draw_backend_status
 
@@ -17,11 +18,11 @@ class CSDF_UL_shapes(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
         row = layout.row(align=True)
         row.prop(item, "use", text="")
-        row.label(text=item.name, icon="MESH_DATA")
+        row.label(text=item.name, icon="MESH_DATA", translate=False)
         sub = row.row()
         sub.alignment = "RIGHT"
-        sub.label(text=f"{item.code_size}d")
-        sub.label(text=f"±{item.surface_error:.1e}" if item.surface_error >= 0 else "±?")
+        sub.label(text=iface_("{:d}d", "code size").format(item.code_size), translate=False)
+        sub.label(text="±{:.1e}".format(item.surface_error) if item.surface_error >= 0 else "±?", translate=False)
 
 
 class _Panel:
@@ -42,10 +43,14 @@ class CSDF_PT_main(_Panel, bpy.types.Panel):
             draw_backend_status(layout, context, show_setup=True)
         if job.busy:
             box = layout.box()
-            box.progress(factor=job.progress, text=f"{job.kind}: {job.message}" if job.message else job.kind)
+            text = iface_("{}: {}").format(job.kind, job.message) if job.message else job.kind
+            box.progress(factor=job.progress, text=text, translate=False)
             box.operator("csdf.cancel_job", icon="CANCEL")
         elif job.last_result:
-            layout.label(text=job.last_result, icon="INFO")
+            row = layout.row()
+            row.label(text=job.last_result, icon="ERROR" if job.last_failed else "INFO", translate=False)
+            if job.last_failed:
+                row.operator("csdf.open_log", text="", icon="TEXT")
 
 
 class CSDF_PT_library(_Panel, bpy.types.Panel):
@@ -57,15 +62,25 @@ class CSDF_PT_library(_Panel, bpy.types.Panel):
         layout = self.layout
         settings = context.scene.csdf
         row = layout.row(align=True)
-        row.label(text=Path(settings.library_path).name or "No library", icon="FILE")
+        name = Path(settings.library_path).name
+        row.label(text=name or iface_("No library: New or Open one"), icon="FILE", translate=False)
         row.operator("csdf.library_new", text="", icon="FILE_NEW")
         row.operator("csdf.library_open", text="", icon="FILE_FOLDER")
         row.operator("csdf.library_refresh", text="", icon="FILE_REFRESH")
         if settings.library_error:
-            layout.label(text=settings.library_error, icon="ERROR")
+            box = layout.box()
+            box.label(text=settings.library_error, icon="ERROR", translate=False)
+            fix = box.row(align=True)
+            fix.operator("csdf.library_open", text=iface_("Open Another"), icon="FILE_FOLDER")
+            fix.operator("csdf.library_new", text=iface_("New Library"), icon="FILE_NEW")
         row = layout.row()
         row.template_list("CSDF_UL_shapes", "", settings, "shapes", settings, "active_shape", rows=4)
-        row.operator("csdf.shapes_use_all", text="", icon="CHECKBOX_HLT")
+        column = row.column(align=True)
+        column.operator("csdf.shapes_use_all", text="", icon="CHECKBOX_HLT")
+        column.separator()
+        column.operator("csdf.shape_replace", text="", icon="FILE_REFRESH")
+        column.operator("csdf.shape_rename", text="", icon="GREASEPENCIL")
+        column.operator("csdf.shape_remove", text="", icon="REMOVE")
 
 
 class CSDF_PT_encode(_Panel, bpy.types.Panel):
@@ -81,7 +96,8 @@ class CSDF_PT_encode(_Panel, bpy.types.Panel):
         layout.prop(settings, "preset")
         layout.prop(settings, "steps")
         count = sum(1 for obj in context.selected_objects if obj.type == "MESH")
-        layout.operator("csdf.encode_selected", text=f"Encode {count} Selected", icon="EXPORT")
+        text = iface_("Encode {:d} Selected").format(count) if count else iface_("Select Mesh Objects to Encode")
+        layout.operator("csdf.encode_selected", text=text, icon="EXPORT")
 
 
 class CSDF_PT_reconstruct(_Panel, bpy.types.Panel):
@@ -99,6 +115,8 @@ class CSDF_PT_reconstruct(_Panel, bpy.types.Panel):
         sub = row.row()
         sub.active = settings.heatmap
         sub.prop(settings, "heatmap_range", text="Range")
+        layout.prop(settings, "target_faces")
+        layout.prop(settings, "replace_results")
         layout.operator("csdf.reconstruct", icon="IMPORT")
 
 
@@ -117,7 +135,7 @@ class CSDF_PT_interpolate(_Panel, bpy.types.Panel):
         layout.operator("csdf.interpolate", text="In-Betweens", icon="MOD_ARRAY").mode = "PATH"
         column = layout.column(align=True)
         for item in used:
-            column.prop(item, "weight", text=item.name, slider=True)
+            column.prop(item, "weight", text=item.name, slider=True, translate=False)
         layout.operator("csdf.interpolate", text="Weighted Blend", icon="MOD_MESHDEFORM").mode = "WEIGHTS"
         layout.separator()
         layout.prop(settings, "live_preview")
@@ -126,7 +144,7 @@ class CSDF_PT_interpolate(_Panel, bpy.types.Panel):
         row.prop(settings, "blend", slider=True)
         layout.prop(settings, "preview_resolution")
         if len(used) < 2:
-            layout.label(text="Tick two or more shapes in the list", icon="INFO")
+            layout.label(text=iface_("Tick two or more shapes in the list"), icon="INFO")
 
 
 CLASSES = [CSDF_UL_shapes, CSDF_PT_main, CSDF_PT_library, CSDF_PT_encode, CSDF_PT_reconstruct, CSDF_PT_interpolate]

@@ -65,6 +65,39 @@ def test_malformed_requests_raise_protocol_error(line, match):
         protocol.parse_request(line)
 
 
+def test_every_command_has_a_typed_request():
+    assert set(protocol.COMMANDS) >= {"encode", "decode", "interpolate", "remove", "rename", "replace", "cancel"}
+    for cmd, cls in protocol.REQUEST_TYPES.items():
+        assert cls.CMD == cmd
+
+
+def test_typed_request_round_trip_with_defaults():
+    args = protocol.DecodeArgs("lib.csdf", [protocol.DecodeItem({"a": 1, "b": 0.5}, "out.npz")], target_faces=500)
+    request = protocol.parse_request(protocol.Request.of(args).to_line())
+    parsed = protocol.parse_args(request)
+    assert parsed == protocol.DecodeArgs("lib.csdf", [protocol.DecodeItem({"a": 1.0, "b": 0.5}, "out.npz")],
+                                         target_faces=500)
+    assert parsed.resolution == protocol.DEFAULT_RESOLUTION and parsed.mode == protocol.DEFAULT_BLEND_MODE
+    minimal = protocol.EncodeArgs.from_dict({"meshes": "m.npz", "names": ["a"], "library_out": "x", "future": 1})
+    assert (minimal.library_in, minimal.steps, minimal.preset) == (None, None, protocol.DEFAULT_PRESET)
+
+
+@pytest.mark.parametrize(
+    "cls, args, match",
+    [
+        (protocol.DecodeArgs, {"library": "l"}, "decode: missing 'items'"),
+        (protocol.DecodeArgs, {"library": "l", "items": [{"target": 3, "out": "o"}]}, r"items\[0\]\.target"),
+        (protocol.DecodeArgs, {"library": "l", "items": [], "resolution": True}, "resolution: expected int"),
+        (protocol.DecodeArgs, {"library": "l", "items": [], "target_faces": "many"}, "target_faces"),
+        (protocol.EncodeArgs, {"meshes": "m", "names": "ab", "library_out": "x"}, "names: expected a list"),
+        (protocol.RenameArgs, {"library": "l", "old": "a", "new": 2, "library_out": "x"}, "new: expected str"),
+    ],
+)
+def test_mistyped_arguments_raise_protocol_error(cls, args, match):
+    with pytest.raises(protocol.ProtocolError, match=match):
+        cls.from_dict(args)
+
+
 def test_unknown_event_and_error_kind_are_refused():
     with pytest.raises(protocol.ProtocolError, match="unknown event"):
         protocol.parse_event('{"v": 1, "id": "a", "event": "surprise"}')

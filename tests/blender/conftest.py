@@ -70,8 +70,8 @@ def empty_scene() -> Iterator[None]:
     """Each test starts (and ends) with an empty file and no running job."""
     bpy.ops.wm.read_homefile(use_empty=True)
     yield
-    jobs = sys.modules[f"{ADDON}.operators.jobs"]
-    assert jobs._job is None, "a test left a job running"
+    session = sys.modules[f"{ADDON}.operators.session"]
+    assert session.running() is None, "a test left a job running"
     bpy.ops.wm.read_homefile(use_empty=True)
 
 

@@ -151,7 +151,7 @@ def test_add_mode_keeps_existing_codes(addon, lib, h, tmp_path):
     old, new = load_file(str(lib.path))["codes"], load_file(str(path))["codes"]
     np.testing.assert_array_equal(new[: len(old)], old)
     h.select(bpy.data.objects["pebble"])
-    with pytest.raises(RuntimeError, match="Already in grow.csdf: pebble"):
+    with pytest.raises(RuntimeError, match="Already in grow.csdf: pebble. Use Replace in the shape list"):
         bpy.ops.csdf.encode_selected()
 
 
@@ -164,17 +164,20 @@ class _Event:
 
 def _modal_harness(addon, operator_class):
     """The operator's modal machinery on a plain object (invoke/modal never run in bpy-as-a-module)."""
-    jobs = addon.operators.jobs
+    base = addon.operators.job_operator.JobOperator
 
     class Harness:
         prepare = operator_class.prepare
-        _start = jobs.JobOperator._start
-        _finish = jobs.JobOperator._finish
-        modal = jobs.JobOperator.modal
+        _start = base._start
+        _finish = base._finish
+        _stop_timer = base._stop_timer
+        modal = base.modal
+        cancel = base.cancel
 
         def __init__(self) -> None:
             self.reports = []
             self._timer = None
+            self._job = None
 
         def report(self, level, message) -> None:
             self.reports.append((set(level), message))
@@ -195,11 +198,11 @@ def _start_long_encode(addon, lib, h, tmp_path):
 
 
 def _pump_until_progress(addon, timeout=120.0):
-    jobs = addon.operators.jobs
+    session = addon.operators.session
     state = bpy.context.window_manager.csdf_job
     deadline = time.monotonic() + timeout
     while state.progress <= 0.0 or state.stage in ("", "sampling", "prepare"):
-        assert jobs.pump(bpy.context) is None, "job ended before it could be cancelled"
+        assert session.pump(bpy.context) is None, "job ended before it could be cancelled"
         assert time.monotonic() < deadline, "no training progress"
         time.sleep(0.05)
 
@@ -229,7 +232,7 @@ def test_cancel_button_cancels_a_running_job(addon, lib, h, tmp_path):
     harness, path, digest = _start_long_encode(addon, lib, h, tmp_path)
     _pump_until_progress(addon)
     assert bpy.ops.csdf.cancel_job() == {"FINISHED"}
-    event = addon.operators.jobs.wait(bpy.context)
+    event = addon.operators.session.wait(bpy.context)
     assert event.event == "cancelled"
     assert harness._finish(bpy.context, event) == {"CANCELLED"}
     assert _digest(path) == digest
@@ -238,8 +241,8 @@ def test_cancel_button_cancels_a_running_job(addon, lib, h, tmp_path):
 def test_crashed_worker_is_reported_and_changes_nothing(addon, lib, h, tmp_path):
     harness, path, digest = _start_long_encode(addon, lib, h, tmp_path)
     _pump_until_progress(addon)
-    os.kill(addon.operators.jobs._client._proc.pid, signal.SIGKILL)
-    event = addon.operators.jobs.wait(bpy.context)
+    os.kill(addon.operators.session._client._proc.pid, signal.SIGKILL)
+    event = addon.operators.session.wait(bpy.context)
     assert event.event == "error" and event.get("kind") == "WorkerCrashed"
     assert harness._finish(bpy.context, event) == {"CANCELLED"}
     assert harness.reports[-1][0] == {"ERROR"} and "stopped unexpectedly" in harness.reports[-1][1]

@@ -16,6 +16,11 @@ def wc(addon):
     return addon.worker_client
 
 
+@pytest.fixture
+def protocol(addon):
+    return addon.backend.protocol
+
+
 def _fake_python(tmp_path, script: str):
     """An 'interpreter' that ignores its arguments and runs a shell script instead."""
     path = tmp_path / "fake-python"
@@ -24,15 +29,18 @@ def _fake_python(tmp_path, script: str):
     return str(path)
 
 
-def test_real_worker_hello_jobs_and_stop(wc, tmp_path):
+def test_real_worker_hello_jobs_and_stop(wc, protocol, tmp_path):
     client = wc.WorkerClient(sys.executable, tmp_path / "worker.log")
     hello = client.start()
     assert hello["protocol"] == 1 and hello["python"] == sys.executable and client.alive
-    job = client.submit("decode", {"library": str(tmp_path / "missing.csdf"), "items": []})
+    job = client.submit(protocol.DecodeArgs(str(tmp_path / "missing.csdf"), []))
     seen = []
     event = client.wait(job, on_event=seen.append)
     assert event.event == "error" and event.get("kind") == "LibraryError" and seen[-1] is event
     assert client.poll(job) == [], "a finished job is forgotten"
+    bad = client.submit(protocol.DecodeArgs(str(tmp_path / "lib.csdf"), [], resolution="high"))
+    event = client.wait(bad)
+    assert event.event == "error" and event.get("kind") == "Protocol" and "decode.resolution" in event.get("message")
     client.stop()
     assert not client.alive
 
@@ -66,34 +74,34 @@ def test_missing_interpreter(wc, tmp_path):
         wc.WorkerClient(str(tmp_path / "nope"), tmp_path / "worker.log").start()
 
 
-def test_crash_and_kill_finish_pending_jobs(wc, tmp_path):
+def test_crash_and_kill_finish_pending_jobs(wc, protocol, tmp_path):
     python = _fake_python(tmp_path, """echo '{"v":1,"id":"","event":"hello","protocol":1}'
 cat >/dev/null
 """)
     client = wc.WorkerClient(python, tmp_path / "worker.log", startup_timeout=10)
     client.start()
-    job = client.submit("probe", {})
+    job = client.submit(protocol.ProbeArgs())
     os.kill(client._proc.pid, signal.SIGKILL)
     event = client.wait(job)
     assert event.event == "error" and event.get("kind") == "WorkerCrashed" and "-9" in event.get("message")
-    late = client.submit("probe", {})
+    late = client.submit(protocol.ProbeArgs())
     assert client.wait(late).get("kind") == "WorkerCrashed", "submitting to a dead worker still ends"
 
     client = wc.WorkerClient(python, tmp_path / "worker.log", startup_timeout=10)
     client.start()
-    job = client.submit("probe", {})
+    job = client.submit(protocol.ProbeArgs())
     client.kill()
     event = client.wait(job)
     assert event.event == "cancelled" and "nothing was written" in event.get("message")
 
 
-def test_wait_sends_cancel_and_kills_after_the_grace_period(wc, tmp_path):
+def test_wait_sends_cancel_and_kills_after_the_grace_period(wc, protocol, tmp_path):
     python = _fake_python(tmp_path, """echo '{"v":1,"id":"","event":"hello","protocol":1}'
 cat >/dev/null
 """)
     client = wc.WorkerClient(python, tmp_path / "worker.log", startup_timeout=10)
     client.start()
-    job = client.submit("encode", {})
+    job = client.submit(protocol.EncodeArgs("m.npz", ["a"], "out.csdf"))
     event = client.wait(job, should_cancel=lambda: True, cancel_grace_s=0.3)
     assert event.event == "cancelled"
     assert not client.alive
