@@ -53,6 +53,9 @@ def base(tmp_path_factory, data_dir) -> Path:
 def _grown(path: Path, out: Path) -> Library:
     """The library at ``path`` plus a second shape (as an add would save it), written to ``out``."""
     lib = Library.load(path)
+    grid = lib.model.detail.grid  # each shape owns a detail grid: the added one copies the first's
+    keys, features = grid.all_shapes()
+    grid.set_shapes(keys + keys[:1], features + features[:1])
     grown = Library(lib.preset, lib.model, torch.cat([lib.codes, lib.codes + 0.5]),
                     lib.shapes + [ShapeEntry("added", lib.shapes[0].transform)], lib.history)
     grown.save(out)

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from backend.api import encode
 from backend.errors import CompactSdfError, LibraryError
-from backend.library import Library, _shared_tensors
+from backend.library import Library
 from backend.library_meta import read_library_meta
 from backend.meshes import Mesh, load_mesh, normalization, validate_mesh
 from backend.names import safe_file_stem, validate_shape_name
@@ -129,7 +129,7 @@ def valid(tmp_path_factory, data_dir) -> Valid:
                  cache_dir=tmp_path_factory.mktemp("cache"))
     path = tmp_path_factory.mktemp("valid") / "lib.csdf"
     lib.save(path)
-    tensors = {"codes": lib.codes.contiguous(), **{k: v.contiguous() for k, v in _shared_tensors(lib.model).items()}}
+    tensors, _ = lib.tensors()  # codes, network weights and the shape's stored detail blobs
     return Valid((lib.metadata(), tensors, path.read_bytes()))
 
 
@@ -201,8 +201,11 @@ def test_forged_tensors(valid, tmp_path_factory, data):
         elif action == "shape":
             shape = data.draw(st.lists(st.integers(0, 6), max_size=3))
             forged[name] = torch.zeros(shape, dtype=data.draw(tensor_dtypes))
-        elif name in forged and forged[name].numel() and forged[name].dtype in (torch.float32, torch.int32):
-            pool = [float("nan"), float("inf"), 1e30, -1.0] if forged[name].is_floating_point() else [-1, 0, 2**31 - 1]
+        elif name in forged and forged[name].numel() and forged[name].dtype in (torch.float32, torch.int32, torch.uint8):
+            if forged[name].is_floating_point():
+                pool = [float("nan"), float("inf"), 1e30, -1.0]
+            else:  # int32, or a byte of a shape's compressed node mask / features
+                pool = [0, 255, 0x28] if forged[name].dtype == torch.uint8 else [-1, 0, 2**31 - 1]
             flat = forged[name].clone().flatten()
             flat[data.draw(st.integers(0, len(flat) - 1))] = data.draw(st.sampled_from(pool))
             forged[name] = flat.reshape(forged[name].shape)

@@ -161,7 +161,6 @@ def _mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed by backend/atomic_io.py (issue 11)")
 def test_library_files_follow_the_umask_and_keep_their_mode(lib):
     """Issue 10, item 3: a new library gets 0666 & ~umask; a rewritten one keeps its mode."""
     umask = os.umask(0)
