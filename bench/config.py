@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from backend.config import DEFAULT_PRESET, DEFAULT_SIZE, SIZES, DecodeConfig, Preset, get_preset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MESHES = REPO_ROOT.parent / "shared" / "data" / "meshes"
 QUICK_MESHES = REPO_ROOT / "tests" / "data"
+PICTURE_PAIRS = [("spot", "bob_tri"), ("human_man", "human_woman"), ("armadillo", "bunny_hr")]
 
-# Per-item costs (seconds) for the printed estimate: single measurements on the 2-core development
-# machine with the `fast` preset at 256^3 while other jobs shared it (load ~4.5), rounded; a quiet
-# machine is faster, mainly in sampling and in the per-shape training passes.
+# Per-item costs (seconds) for the printed estimate, from single measurements on the 2-core
+# development machine (torch 2.13 CPU) with the `fast` preset, rounded; the training step costs are
+# scaled to other presets by MLP width² × depth and batch size.
 _EST_SAMPLE_S = 25.0  # ground-truth samples of one shape not yet cached
-_EST_ORACLE_S = 6.0  # oracle mesh of one shape (bunny_hr 5.5 s, wingnut 2.3 s; cached after the first run)
-_EST_DECODE_S = 12.0  # one decode (an untrained fast model's sphere: 9.6 s; real shapes have more surface)
+_EST_ORACLE_S = 6.0  # oracle mesh of one shape at 256^3 (bunny_hr 5.5 s; cached after the first run)
+_EST_SHAPE_DECODE_S = 8.0  # decode of an encoded shape from its stored band at 256^3
+_EST_BLEND_DECODE_S = 12.0  # decode of a blend (coarse lattice + detail band) at 256^3
+_EST_NARROW_BAND_S = 15.0  # narrow-band SDF grid of one shape at 256^3: lattice, band, label fill, marching cubes
+_EST_DECIMATE_S = 1.0  # one quadric decimation of a source mesh
 _EST_COMPARE_S = 2.0  # one compare_meshes with 200k samples (bunny_hr vs its oracle: 2.0 s)
-_EST_SETUP_S = 15.0  # per shape and encode: the detail phase's residual pass, outside the time budget
+_EST_SHAPE_SETUP_S = 5.0  # per shape and encode: residual pass, band selection, fit errors
+_EST_COARSE_SAMPLE_S = 4.0e-6  # per sample of a coarse step, 4x128 MLP (24 576 samples: 92 ms, + blends)
+_EST_DETAIL_SAMPLE_S = 1.5e-6  # per sample of a detail step, 2x64 MLP (65 536 samples: 96 ms)
+_EST_STEP_OVERHEAD_S = 0.002
 
 
 @dataclass
@@ -25,28 +35,33 @@ class BenchConfig:
     """Every setting of one run (stored verbatim in the JSON output)."""
 
     meshes: Path = DEFAULT_MESHES
-    shapes: list[str] = field(default_factory=list)  #: empty: every mesh file in ``meshes``
-    preset: str = "fast"
-    steps: int | None = 2000  #: our training steps per phase (deterministic); the baselines get the seconds we used
-    budget_s: float | None = None  #: train ours for this long instead of ``steps``
+    shapes: list[str] = field(default_factory=list)  #: empty: every mesh file in ``meshes`` (sorted by name)
+    preset: str = DEFAULT_PRESET
+    size: str = DEFAULT_SIZE  #: size setting of the main encode ("ours")
+    steps: int | None = None  #: steps per phase (None: the engine's collection-scaled schedule)
+    budget_s: float | None = None  #: train ours for this long instead of by steps
     device: str = "auto"
-    resolution: int = 256
-    band: float = 3.0
+    resolution: int = DecodeConfig().resolution
+    band: float = DecodeConfig().band
     samples: int = 200_000  #: surface samples per metric evaluation (DESIGN §3)
-    holdout: list[str] = field(default_factory=lambda: ["human_woman", "bob_tri"])
-    pairs: list[tuple[str, str]] = field(default_factory=lambda: [("spot", "bob_tri"), ("human_man", "human_woman"),
-                                                                  ("armadillo", "bunny_hr")])
-    inbetweens: int = 5
-    path_resolution: int | None = 128  #: decoding lattice of the interpolation paths (None: ``resolution``)
-    invert_steps: int | None = None  #: code-fitting steps per unseen shape (default: the preset's)
-    path_samples: int = 50_000  #: surface samples per CD between interpolation steps
-    decimation_points: int = 4  #: budgets on the decimation curve of the bytes plot (≥ 2)
+    sizes: list[str] = field(default_factory=lambda: list(SIZES))  #: rate–distortion: one encode per size
+    draco_bits: list[int] = field(default_factory=lambda: [10, 11, 12, 14])
+    narrow_band_resolutions: list[int] = field(default_factory=lambda: [128, 256])
+    narrow_band_voxels: float = 3.0
+    decimation_budgets: list[float] = field(default_factory=lambda: [25e3, 100e3, 250e3, 1e6])  #: bytes per mesh
+    fresh_samples: bool = True  #: our main encode samples its shapes itself (no cache), so its wall time includes sampling
     grid_only_cap: int = 160  #: largest dense lattice of the grid-only baseline
+    add_shape: str | None = None  #: held out of a second encode and then added (None: the last shape; '' : skip)
+    pairs: list[tuple[str, str]] = field(default_factory=lambda: list(PICTURE_PAIRS))  #: paths with strip pictures
+    all_pairs: bool = False  #: measure every pair of the collection (else only ``pairs``)
+    inbetweens: int = 5
+    path_resolution: int = 128  #: decoding lattice of the interpolation paths
+    path_samples: int = 20_000  #: surface samples per CD between interpolation steps
+    path_detail: float = DecodeConfig().detail  #: detail dial of the in-betweens
+    timing_resolutions: list[int] = field(default_factory=lambda: [128, 256])  #: seconds per in-between
     ablations: bool = False
     scaling: bool = False
-    scaling_counts: list[int] = field(default_factory=lambda: [1, 4, 16])
-    scaling_steps: int = 100  #: training steps per phase of each scaling encode
-    scaling_resolutions: list[int] = field(default_factory=lambda: [128, 256, 512])
+    scaling_counts: list[int] = field(default_factory=lambda: [1, 4, 8, 17])
     pictures: bool = True
     seed: int = 0
     out: Path = REPO_ROOT / "out" / "bench"
@@ -56,13 +71,18 @@ class BenchConfig:
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
+    def preset_for(self, size: str | None = None) -> Preset:
+        """The engine preset of an encode at ``size`` (default: ``self.size``) with our training length."""
+        return get_preset(self.preset, size or self.size, steps=self.steps, time_budget_s=self.budget_s)
+
 
 def quick_config(**overrides: object) -> BenchConfig:
-    """Three small bundled meshes, the tiny preset (100 steps per phase), 96^3: a few minutes on a CPU."""
-    settings = dict(meshes=QUICK_MESHES, shapes=["sphere", "torus", "spot_low_resolution"], preset="tiny", steps=100,
-                    budget_s=None, resolution=96, path_resolution=None, samples=20_000, holdout=["spot_low_resolution"],
-                    pairs=[("sphere", "torus")], inbetweens=3, path_samples=10_000, decimation_points=3,
-                    scaling_counts=[1, 2, 3], scaling_steps=50, scaling_resolutions=[64, 128, 256], quick=True)
+    """Three small bundled meshes, the tiny preset (collection-scaled steps), 96^3: a few minutes on a CPU."""
+    settings = dict(meshes=QUICK_MESHES, shapes=["sphere", "torus", "spot_low_resolution"], preset="tiny",
+                    resolution=96, samples=20_000, sizes=[DEFAULT_SIZE], narrow_band_resolutions=[64, 96],
+                    decimation_budgets=[5e3, 20e3, 80e3], add_shape="spot_low_resolution",
+                    pairs=[("sphere", "torus")], all_pairs=True, path_resolution=64, path_samples=10_000,
+                    timing_resolutions=[64, 96], scaling_counts=[1, 2, 3], quick=True)
     settings.update(overrides)
     return BenchConfig(**settings)  # type: ignore[arg-type]
 
@@ -85,60 +105,133 @@ def _ints(text: str) -> list[int]:
     return [int(n) for n in _names(text)]
 
 
+def _floats(text: str) -> list[float]:
+    return [float(n) for n in _names(text)]
+
+
+def _sizes(text: str) -> list[str]:
+    names = _names(text)
+    bad = [n for n in names if n not in SIZES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown size {', '.join(bad)}; choose from {', '.join(SIZES)}")
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     """BenchConfig from the command line (``--quick`` first picks the quick defaults)."""
-    p = argparse.ArgumentParser(prog="python -m bench.run", description="Compact SDF benchmark (issue 5).")
+    p = argparse.ArgumentParser(prog="python -m bench.run", description="Compact SDF benchmark (issues 5, 8, 9).")
     p.add_argument("--quick", action="store_true", help="3 small bundled meshes, tiny preset, 96^3 (a few minutes)")
     p.add_argument("--meshes", type=Path, help=f"mesh directory (default {DEFAULT_MESHES})")
-    p.add_argument("--shapes", type=_names, help="comma-separated mesh names (default: all in --meshes)")
-    p.add_argument("--preset", help="engine preset (default fast; tiny with --quick)")
-    p.add_argument("--steps", type=int, help="train ours for this many steps per phase (default 2000; deterministic)")
-    p.add_argument("--budget-s", type=float, help="train ours for this many seconds instead of --steps")
+    p.add_argument("--shapes", type=_names, help="comma-separated mesh names (default: all in --meshes, by name)")
+    p.add_argument("--preset", help=f"engine preset (default {DEFAULT_PRESET}; tiny with --quick)")
+    p.add_argument("--size", choices=list(SIZES), help=f"size setting of the main encode (default {DEFAULT_SIZE})")
+    p.add_argument("--steps", type=int, help="steps per phase for every encode (default: the engine's collection-scaled schedule)")
+    p.add_argument("--budget-s", type=float, help="train each encode for this many seconds instead of by steps")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--resolution", type=int, help="decoding and oracle lattice (default 256)")
-    p.add_argument("--band", type=float, help="decode band half-width in voxels (default 3)")
+    p.add_argument("--band", type=float, help="decode band half-width of blends in voxels (default 3)")
     p.add_argument("--samples", type=int, help="surface samples per metric (default 200000)")
-    p.add_argument("--holdout", type=_names, help="comma-separated shapes for the unseen-shape study ('' for none)")
-    p.add_argument("--pairs", type=_pairs, help="interpolation pairs a:b,c:d ('' for none)")
+    p.add_argument("--sizes", type=_sizes, help="rate–distortion: size settings to encode (default small,default,large)")
+    p.add_argument("--draco-bits", type=_ints, help="Draco quantisation bits (default 10,11,12,14; '' for none)")
+    p.add_argument("--narrow-band-resolutions", type=_ints, help="narrow-band SDF grids (default 128,256; '' for none)")
+    p.add_argument("--decimation-budgets", type=_floats, help="quadric decimation byte budgets (default 25e3,1e5,2.5e5,1e6)")
+    p.add_argument("--cached-samples", action="store_true",
+                   help="let our main encode read cached samples (its wall time then leaves sampling out)")
+    p.add_argument("--grid-only-cap", type=int, help="largest dense lattice of the grid-only baseline (default 160)")
+    p.add_argument("--add-shape", help="shape held out of a second encode, then added (default: the last; '' to skip)")
+    p.add_argument("--pairs", type=_pairs, help="interpolation pairs with strip pictures a:b,c:d ('' for none)")
+    p.add_argument("--all-pairs", action="store_true", help="measure the interpolation of every pair of shapes")
     p.add_argument("--inbetweens", type=int, help="in-betweens per interpolation path (default 5)")
     p.add_argument("--path-resolution", type=int, help="decoding lattice of interpolation paths (default 128)")
-    p.add_argument("--invert-steps", type=int, help="code-fitting steps per unseen shape (default: the preset's)")
-    p.add_argument("--grid-only-cap", type=int, help="largest dense lattice of the grid-only baseline (default 160)")
-    p.add_argument("--ablations", action="store_true", help="band n = 1/3/6, code size 32/64/256, band sampling off")
-    p.add_argument("--scaling", action="store_true", help="encode cost vs shape count, decode cost vs resolution")
-    p.add_argument("--scaling-steps", type=int, help="steps per phase of each scaling encode (default 100)")
-    p.add_argument("--no-pictures", action="store_true", help="skip the PNG renders and plot")
+    p.add_argument("--path-samples", type=int, help="surface samples per CD along a path (default 20000)")
+    p.add_argument("--path-detail", type=float, help="detail dial of the in-betweens (default 1)")
+    p.add_argument("--timing-resolutions", type=_ints, help="resolutions of the seconds-per-in-between timing (default 128,256)")
+    p.add_argument("--ablations", action="store_true", help="code size 32/64/256 (retrained)")
+    p.add_argument("--scaling", action="store_true", help="quality, size and time vs number of shapes")
+    p.add_argument("--scaling-counts", type=_ints, help="shape counts of --scaling (default 1,4,8,17; quick 1,2,3)")
+    p.add_argument("--no-pictures", action="store_true", help="skip the PNG renders and plots")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", type=Path, help="output directory (default out/bench)")
     p.add_argument("--cache", type=Path, help="sample and oracle cache (default .cache)")
     a = p.parse_args(argv)
     given = {k: v for k, v in {
-        "meshes": a.meshes, "shapes": a.shapes, "preset": a.preset, "steps": a.steps, "budget_s": a.budget_s,
-        "device": a.device, "resolution": a.resolution, "band": a.band, "samples": a.samples, "holdout": a.holdout,
-        "pairs": a.pairs, "inbetweens": a.inbetweens, "path_resolution": a.path_resolution, "invert_steps": a.invert_steps, "grid_only_cap": a.grid_only_cap, "scaling_steps": a.scaling_steps,
-        "seed": a.seed, "out": a.out, "cache": a.cache}.items() if v is not None}
-    given.update(ablations=a.ablations, scaling=a.scaling, pictures=not a.no_pictures)
-    if a.budget_s is not None and a.steps is None:
-        given["steps"] = None
+        "meshes": a.meshes, "shapes": a.shapes, "preset": a.preset, "size": a.size, "steps": a.steps,
+        "budget_s": a.budget_s, "device": a.device, "resolution": a.resolution, "band": a.band, "samples": a.samples,
+        "sizes": a.sizes, "draco_bits": a.draco_bits, "narrow_band_resolutions": a.narrow_band_resolutions,
+        "decimation_budgets": a.decimation_budgets, "grid_only_cap": a.grid_only_cap, "add_shape": a.add_shape,
+        "pairs": a.pairs, "inbetweens": a.inbetweens, "path_resolution": a.path_resolution,
+        "path_samples": a.path_samples, "path_detail": a.path_detail, "timing_resolutions": a.timing_resolutions,
+        "scaling_counts": a.scaling_counts, "seed": a.seed, "out": a.out, "cache": a.cache}.items() if v is not None}
+    given.update(ablations=a.ablations, scaling=a.scaling, pictures=not a.no_pictures, fresh_samples=not a.cached_samples)
+    if a.all_pairs:
+        given["all_pairs"] = True
     return quick_config(**given) if a.quick else BenchConfig(**given)  # type: ignore[arg-type]
 
 
-def estimate_s(cfg: BenchConfig, n_shapes: int, uncached: int, train_s: float) -> dict[str, float]:
-    """Expected seconds per stage; ``train_s`` is our training budget (0 for step-based training, which
-    is not estimated)."""
+def _mlp_scale(width: int, depth: int, ref_width: int, ref_depth: int) -> float:
+    return (width**2 * depth) / (ref_width**2 * ref_depth)
+
+
+def sample_estimate_s(preset: Preset) -> float:
+    """Seconds to draw one shape's training samples (point count and band lattice relative to ``fast``)."""
+    c = preset.sample
+    points = (c.surface_points + c.wide_points + c.uniform_points) / 400_000
+    return _EST_SAMPLE_S * (0.5 * points + 0.5 * (c.grid_resolution / 256) ** 2)
+
+
+def encode_estimate_s(preset: Preset, areas: Sequence[float], adding: bool = False) -> float:
+    """Training seconds of one encode of shapes with normalised surface ``areas`` (sampling excluded).
+
+    Stored nodes per shape ≈ 2 × band × area ÷ h² on the grid lattice; the detail phase visits
+    each ``detail_visits`` times. An add fits each code with ``invert_steps`` single-shape steps.
+    """
+    m, t, s = preset.model, preset.train, preset.storage
+    coarse_step = (_EST_STEP_OVERHEAD_S + (t.band_batch + t.point_batch) * (1 + t.blend_fraction / 3)
+                   * _EST_COARSE_SAMPLE_S * _mlp_scale(m.coarse_width, m.coarse_depth, 128, 4))
+    detail_step = (_EST_STEP_OVERHEAD_S + t.detail_batch * _EST_DETAIL_SAMPLE_S
+                   * _mlp_scale(m.detail_width, m.detail_depth, 64, 2) * (1 if m.detail else 0))
+    h = 2.0 / (m.grid_resolution - 1)
+    nodes = sum(2 * s.band_cells * a / h**2 for a in areas)
+    coarse = t.invert_steps * len(areas) * coarse_step if adding else t.coarse_steps_for(len(areas)) * coarse_step
+    if t.time_budget_s is not None:
+        return t.time_budget_s + _EST_SHAPE_SETUP_S * len(areas)
+    detail = t.detail_steps_for(int(nodes)) * detail_step if m.detail else 0.0
+    return coarse + detail + _EST_SHAPE_SETUP_S * len(areas)
+
+
+def estimate_s(cfg: BenchConfig, areas: Sequence[float], uncached: int, pairs: int) -> dict[str, float]:
+    """Expected seconds per stage for shapes with normalised surface ``areas`` and ``pairs`` measured
+    interpolation paths."""
+    n = len(areas)
     scale = (cfg.resolution / 256) ** 2  # decode and oracle cost follow surface area
-    ours = train_s + n_shapes * _EST_SETUP_S  # the baselines get what ours used, setup included
-    seen = train_s + (n_shapes - len(cfg.holdout)) * _EST_SETUP_S if cfg.holdout else 0.0
+    compare = _EST_COMPARE_S * cfg.samples / 200_000
+    ours = encode_estimate_s(cfg.preset_for(), areas)
+    other_sizes = [sz for sz in cfg.sizes if sz != cfg.size]
     stages = {
-        "sampling": uncached * _EST_SAMPLE_S,
-        "training (ours, generalization-only, grid-only, unseen)": 3 * ours + seen,
-        "oracle": n_shapes * _EST_ORACLE_S * scale,
-        "decode + metrics": n_shapes * (3 * _EST_DECODE_S * scale + (4 + cfg.decimation_points) * _EST_COMPARE_S),
-        "interpolation": len(cfg.pairs) * (cfg.inbetweens + 2) * (_EST_DECODE_S * ((cfg.path_resolution or cfg.resolution) / 256) ** 2
-                                                                   + _EST_COMPARE_S / 4),
+        "sampling": (n if cfg.fresh_samples else uncached) * sample_estimate_s(cfg.preset_for()),
+        "oracle": n * _EST_ORACLE_S * scale,
+        "encode ours": ours,
+        "baselines (generalization-only, grid-only: ours' training time each)": 2 * ours,
+        "other sizes": sum(encode_estimate_s(cfg.preset_for(sz), areas) for sz in other_sizes),
+        "decode + metrics": n * ((3 + len(other_sizes)) * _EST_SHAPE_DECODE_S * scale
+                                 + (4 + len(other_sizes) + len(cfg.decimation_budgets) + len(cfg.draco_bits)
+                                    + len(cfg.narrow_band_resolutions)) * compare
+                                 + len(cfg.decimation_budgets) * _EST_DECIMATE_S
+                                 + sum(_EST_NARROW_BAND_S * (r / 256) ** 2 for r in cfg.narrow_band_resolutions)),
     }
+    if cfg.add_shape != "" and n > 1:
+        stages["add / remove"] = (encode_estimate_s(cfg.preset_for(), areas[:-1])
+                                  + encode_estimate_s(cfg.preset_for(), areas[-1:], adding=True) + sample_estimate_s(cfg.preset_for())
+                                  + (2 * n - 1) * (_EST_SHAPE_DECODE_S * scale + compare))
+    path_scale = (cfg.path_resolution / 256) ** 2
+    path_compare = _EST_COMPARE_S * cfg.path_samples / 200_000
+    stages["interpolation"] = (n * _EST_SHAPE_DECODE_S * path_scale
+                               + pairs * (cfg.inbetweens * _EST_BLEND_DECODE_S * path_scale + (cfg.inbetweens + 2) * path_compare)
+                               + sum(_EST_BLEND_DECODE_S * (r / 256) ** 2 for r in cfg.timing_resolutions) * len(cfg.pairs))
     if cfg.ablations:
-        stages["ablations"] = 3 * ours + 5 * n_shapes * (_EST_DECODE_S * scale + _EST_COMPARE_S)
+        stages["ablations"] = 2 * ours + 2 * n * (_EST_SHAPE_DECODE_S * scale + compare)
     if cfg.scaling:
-        stages["scaling"] = sum(k * (_EST_SETUP_S + 5) for k in cfg.scaling_counts) + 30 * len(cfg.scaling_resolutions)
+        counts = [k for k in cfg.scaling_counts if k < n]
+        stages["scaling"] = sum(encode_estimate_s(cfg.preset_for(), areas[:k]) + k * (_EST_SHAPE_DECODE_S * scale + compare)
+                                for k in counts)
     return stages

@@ -62,35 +62,86 @@ def vertex_errors(gt: Mesh, mesh: Mesh) -> np.ndarray:
     return point_to_mesh_distance(norm.apply(mesh.vertices), norm.apply(gt.vertices), gt.faces).distance
 
 
+def roughness_deg(mesh: Mesh) -> float:
+    """Mean angle in degrees between the normals of faces that share an edge (edges with exactly
+    two faces; degenerate faces left out). Compare meshes decoded at the same resolution."""
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    f = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
+    if len(f) < 2:
+        return float("nan")
+    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    norm = np.linalg.norm(n, axis=1)
+    good = norm > 1e-20
+    n = n / np.maximum(norm, 1e-20)[:, None]
+    edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    face = np.tile(np.arange(len(f)), 3)
+    order = np.lexsort((edges[:, 1], edges[:, 0]))
+    edges, face = edges[order], face[order]
+    same = np.all(edges[1:] == edges[:-1], axis=1)
+    start = np.flatnonzero(same)
+    # keep runs of exactly two faces per edge (manifold edges)
+    run_start = np.r_[True, ~same]
+    run_id = np.cumsum(run_start) - 1
+    counts = np.bincount(run_id)
+    start = start[counts[run_id[start]] == 2]
+    a, b = face[start], face[start + 1]
+    ok = good[a] & good[b]
+    if not ok.any():
+        return float("nan")
+    cos = np.clip(np.einsum("ij,ij->i", n[a[ok]], n[b[ok]]), -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)).mean())
+
+
+def one_closed_piece(mesh: Mesh) -> bool:
+    """One connected component and closed (every edge shared by exactly two faces)."""
+    return len(mesh.faces) > 0 and component_count(mesh.faces) == 1 and is_closed(mesh.faces)
+
+
 @dataclass
 class PathQuality:
     """An interpolation path a → b: its meshes (normalised frame) and quality numbers."""
 
     meshes: list[Mesh]
     weights: list[float]
-    closed_share: float
-    single_component_share: float
+    single_piece: list[bool]  #: per in-between: one closed piece
+    endpoints_single_piece: bool  #: both endpoints one closed piece
+    roughness: list[float]  #: per mesh, endpoints included (degrees)
     endpoint_cd_l1: float
-    step_ratios: list[float]
+    step_cd_l1: list[float]
+    inbetween_s: list[float]  #: decode seconds per in-between
+
+    @property
+    def max_step_ratio(self) -> float:
+        """Largest step's CD ÷ (endpoint CD ÷ number of steps): 1 for evenly spaced steps."""
+        return float(max(self.step_cd_l1) / (self.endpoint_cd_l1 / len(self.step_cd_l1)))
+
+    @property
+    def roughness_ratio(self) -> float:
+        """Roughest in-between ÷ the rougher endpoint."""
+        middle = self.roughness[1:-1]
+        return float(max(middle) / max(self.roughness[0], self.roughness[-1])) if middle else float("nan")
 
 
-def interpolation_path(lib: Library, a: str, b: str, inbetweens: int, resolution: int, band: float,
-                       n_samples: int, seed: int) -> PathQuality:
-    """Decode a, ``inbetweens`` slerp blends and b; shares closed / single-component among the
-    in-betweens, and each step's CD-L1 divided by the endpoint CD-L1 (1/(K+1) each if uniform).
-
-    Every mesh is decoded in the normalised frame, so all of them share it.
-    """
-    weights = list(np.linspace(0.0, 1.0, inbetweens + 2))
-    meshes = []
-    for t in weights:
-        meshes.append(as_mesh(decode(lib, {a: 1.0 - t, b: t}, resolution=resolution, band=band, normalized=True)))
-    middle = meshes[1:-1]
-    closed = float(np.mean([is_closed(m.faces) for m in middle])) if middle else float("nan")
-    single = float(np.mean([component_count(m.faces) == 1 for m in middle])) if middle else float("nan")
+def interpolation_path(lib: Library, a: str, b: str, inbetweens: int, resolution: int, band: float, detail: float,
+                       n_samples: int, seed: int, endpoints: dict[str, Mesh] | None = None) -> PathQuality:
+    """Decode a, ``inbetweens`` slerp blends and b in the normalised frame (``endpoints``: a cache
+    of already decoded shapes at this resolution); single-piece flags, roughness, step CDs."""
+    weights = [float(w) for w in np.linspace(0.0, 1.0, inbetweens + 2)]
+    endpoints = {} if endpoints is None else endpoints
+    for name in (a, b):
+        if name not in endpoints:
+            endpoints[name] = as_mesh(decode(lib, name, resolution=resolution, normalized=True))
+    meshes, seconds = [endpoints[a]], []
+    for t in weights[1:-1]:
+        dec = decode(lib, {a: 1.0 - t, b: t}, resolution=resolution, band=band, detail=detail, normalized=True)
+        meshes.append(as_mesh(dec))
+        seconds.append(dec.stats["seconds"])
+    meshes.append(endpoints[b])
     end = compare_meshes(meshes[0], meshes[-1], n_samples=n_samples, seed=seed).cd_l1
-    steps = [compare_meshes(p, q, n_samples=n_samples, seed=seed).cd_l1 / end for p, q in zip(meshes, meshes[1:])]
-    return PathQuality(meshes, [float(w) for w in weights], closed, single, float(end), [float(s) for s in steps])
+    steps = [compare_meshes(p, q, n_samples=n_samples, seed=seed).cd_l1 for p, q in zip(meshes, meshes[1:])]
+    return PathQuality(meshes, weights, [one_closed_piece(m) for m in meshes[1:-1]],
+                       one_closed_piece(meshes[0]) and one_closed_piece(meshes[-1]), [roughness_deg(m) for m in meshes],
+                       float(end), [float(s) for s in steps], seconds)
 
 
 def decode_cost(lib: Library, name: str, resolution: int, band: float) -> dict:

@@ -3,6 +3,7 @@ matplotlib figures built from its images."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,26 +149,19 @@ def strip_figure(path: Path, title: str, meshes: Sequence[tuple[str, np.ndarray,
     plt.close(fig)
 
 
-def bytes_plot(path: Path, neural: dict[str, tuple[float, float, float]], curve: Sequence[tuple[float, float]],
-               oracle_cd: float, title: str) -> None:
-    """Log-log plot of mean CD-L1 against bytes per shape.
-
-    ``neural``: {method: (code bytes, amortised bytes, mean CD-L1)}, drawn as a hollow marker at the
-    code bytes joined to a filled one at the amortised bytes; ``curve``: (bytes, mean CD-L1) of the
-    decimated meshes; the oracle's mean CD-L1 is a dashed line.
-    """
+def rd_plot(path: Path, series: dict[str, Sequence[tuple[float, float]]], oracle_cd: float, title: str) -> None:
+    """Rate–distortion, log-log: mean CD-L1 against bytes per shape, one line per method family
+    (``series``: {family: [(bytes per shape, mean CD-L1)]}); the oracle's mean CD-L1 dashed."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for (name, (raw, amortised, cd)), color in zip(neural.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        ax.plot([raw, amortised], [cd, cd], color=color, linestyle=":", linewidth=1)
-        ax.plot([raw], [cd], marker="o", markerfacecolor="white", color=color, linestyle="none")
-        ax.plot([amortised], [cd], marker="o", color=color, linestyle="none", label=name)
-    points = sorted(p for p in curve if p[1] > 0 and np.isfinite(p[1]))
-    if points:
-        ax.plot(*zip(*points), marker="s", color="0.35", label="decimated source mesh")
+    markers = "os^DvxP*"
+    for (name, points), marker in zip(series.items(), itertools.cycle(markers)):
+        pts = sorted(p for p in points if p[0] > 0 and p[1] > 0 and np.isfinite(p[1]))
+        if pts:
+            ax.plot(*zip(*pts), marker=marker, linestyle="-" if len(pts) > 1 else "none", label=name)
     ax.axhline(oracle_cd, color="0.5", linestyle="--", linewidth=1, label="oracle (meshing limit)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("bytes per shape (hollow: code only; filled: amortised with the shared weights)")
+    ax.set_xlabel("bytes per shape (library file ÷ shapes for ours)")
     ax.set_ylabel("mean CD-L1 (normalised units)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)

@@ -1,18 +1,23 @@
-"""``python -m bench.run [--quick] [--ablations] [--scaling] ...``: the benchmark of issue 5.
+"""``python -m bench.run [--quick] [--scaling] [--all-pairs] [--sizes ...] ...``: the benchmark of issues 5, 8 and 9.
 
-Stages: oracle meshes → our joint encode → baselines with the same budget (generalization-only,
-grid-only; quadric decimation at our bytes per shape) → per-shape decode and metrics (+ pictures)
-→ interpolation paths → unseen shapes → optional ablations and scaling → Markdown/CSV/JSON.
+Stages: oracle meshes → our joint encode (and one per extra size setting) → baselines
+(generalization-only and grid-only with ours' training time; quadric decimation, Draco and a
+narrow-band SDF grid per shape) → per-shape decode and metrics (+ pictures) → rate–distortion →
+add / remove timings against the full encode → interpolation paths → random variants → optional
+scaling and ablations → Markdown/CSV/JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import itertools
 import json
 import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,22 +25,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.api import decode, encode, invert
-from backend.config import Preset, get_preset, with_training
+from backend import api
+from backend.api import decode, encode, remove
+from backend.config import Preset, with_training
 from backend.library import Library
-from backend.meshes import MESH_SUFFIXES, Mesh, load_mesh
+from backend.meshes import MESH_SUFFIXES, Mesh, load_mesh, normalization
+from backend.metrics import component_count
 from backend.sampling import SampleConfig
 
 from . import render
-from .baselines import (decimate_to_bytes, encode_grid_only, encode_without_band_sampling, generalization_only,
-                        grid_only_resolution, mesh_bytes)
+from .baselines import (decimate_to_bytes, draco_available, draco_round_trip, encode_grid_only, generalization_only,
+                        grid_only_resolution, mesh_bytes, narrow_band_round_trip)
 from .config import BenchConfig, estimate_s, parse_args
-from .evaluate import as_mesh, decode_cost, fidelity, interpolation_path, normalized, oracle, vertex_errors
+from .evaluate import as_mesh, fidelity, interpolation_path, normalized, one_closed_piece, oracle, vertex_errors
 from .measure import Measured, isolated
 from .report import IMAGE_DIR, headline_table, mean_metrics, write_outputs
 
 OURS, GEN, GRID, ORACLE = "ours", "generalization-only", "grid-only", "oracle"
-DEC_CODE, DEC_AMORTISED = "decimated @ code bytes", "decimated @ amortised bytes"
 ERROR_VMAX = 0.01  #: heatmap colour scale top (normalised units; the F@0.01 threshold)
 
 
@@ -44,13 +50,24 @@ def log(message: str, start: float = time.perf_counter()) -> None:
 
 
 def load_shapes(cfg: BenchConfig) -> dict[str, Mesh]:
-    """The collection, sorted by name; every name in cfg.shapes must exist."""
+    """The collection in a fixed order (sorted by name); every name in cfg.shapes must exist."""
     files = {p.stem: p for p in sorted(cfg.meshes.iterdir()) if p.suffix.lower() in MESH_SUFFIXES}
     names = cfg.shapes or sorted(files)
     missing = [n for n in names if n not in files]
     if missing:
         raise SystemExit(f"no mesh named {', '.join(missing)} in {cfg.meshes}")
     return {n: load_mesh(files[n]) for n in sorted(names)}
+
+
+def size_label(size: str) -> str:
+    return f"ours ({size})"
+
+
+def normalized_area(mesh: Mesh) -> float:
+    """Surface area of ``mesh`` in its normalised frame (DESIGN §3), for the time estimate."""
+    v = normalization(mesh.vertices).apply(mesh.vertices)
+    f = np.asarray(mesh.faces, dtype=np.int64)
+    return float(0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum())
 
 
 def _uncached(shapes: Mapping[str, Mesh], sample: SampleConfig, cache: Path, seed: int) -> int:
@@ -88,52 +105,82 @@ def per_shape_of(per_shape: Mapping[str, Mapping[str, dict]], method: str) -> di
     return {s: rows[method] for s, rows in per_shape.items() if method in rows}
 
 
-def encode_info(m: Measured) -> dict:
-    """Sizes, times and memory of one measured encode (steps: both phases together)."""
+def file_bytes(lib: Library, path: Path | None = None) -> int:
+    """Bytes of ``lib`` saved as a ``.csdf`` file (at ``path``, or in a temporary directory)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lib.save(path)
+        return path.stat().st_size
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "lib.csdf"
+        lib.save(target)
+        return target.stat().st_size
+
+
+def encode_info(m: Measured, path: Path | None = None, save: bool = True) -> dict:
+    """Sizes, times and memory of one measured encode (steps: both phases together). ``save``:
+    measure the library file (else the bytes are the raw tensors: code + shared per shape)."""
     lib: Library = m.value
     h = lib.history[-1]
     n = len(lib.names)
-    return {"bytes_per_shape": lib.code_bytes(), "bytes_shared": lib.shared_bytes(),
-            "amortised_bytes_per_shape": lib.code_bytes() + lib.shared_bytes() / n, "encode_wall_s": round(m.seconds, 2),
-            "train_s": h["seconds"], "steps": h.get("steps", h.get("coarse_steps", 0) + h.get("detail_steps", 0)),
-            "encode_peak_mb": round(m.peak_mb, 1),
-            "idle_mb": round(m.idle_mb, 1), "preset": lib.preset.name, "device": h.get("device", "cpu")}
+    grid = lib.model.detail.grid if lib.model.detail is not None else None
+    nodes = [grid.node_count(i) for i in range(n)] if grid is not None else [0] * n
+    total = file_bytes(lib, path) if save else n * lib.code_bytes() + lib.shared_bytes()
+    return {"bytes_per_shape": total / n, "file_bytes": total, "file_measured": save, "code_bytes": lib.code_bytes(),
+            "bytes_shared": lib.shared_bytes(), "nodes_per_shape": float(np.mean(nodes)), "stored_nodes": int(sum(nodes)),
+            "encode_wall_s": round(m.seconds, 2), "train_s": h["seconds"],
+            "coarse_steps": h.get("coarse_steps", 0), "detail_steps": h.get("detail_steps", 0),
+            "encode_peak_mb": round(m.peak_mb, 1), "idle_mb": round(m.idle_mb, 1), "preset": lib.preset.name,
+            "grid_channels": lib.preset.model.grid_channels, "storage_band": lib.preset.storage.band_cells,
+            "device": h.get("device", "cpu"), "shapes": n}
 
 
 def evaluate_library(lib: Library, shapes: Mapping[str, Mesh], oracle_cd: Mapping[str, float], cfg: BenchConfig,
-                     band: float | None = None) -> dict[str, dict]:
-    """Decode every shape of ``shapes`` from ``lib`` and measure it."""
-    rows = {}
+                     bytes_per_shape: float | None = None) -> tuple[dict[str, dict], dict[str, Mesh]]:
+    """Decode every shape of ``shapes`` from ``lib`` and measure it; (rows, meshes)."""
+    rows, meshes = {}, {}
     for name, gt in shapes.items():
-        dec = decode(lib, name, resolution=cfg.resolution, band=cfg.band if band is None else band)
-        rows[name] = fidelity(gt, as_mesh(dec), oracle_cd[name], cfg.samples, cfg.seed) | {
+        dec = decode(lib, name, resolution=cfg.resolution, band=cfg.band)
+        meshes[name] = as_mesh(dec)
+        rows[name] = fidelity(gt, meshes[name], oracle_cd[name], cfg.samples, cfg.seed) | {
             "decode_s": dec.stats["seconds"], "detail_fraction": dec.stats["detail_fraction"]}
-    return rows
+        if bytes_per_shape is not None:
+            rows[name]["bytes"] = bytes_per_shape
+    return rows, meshes
 
 
-def train_methods(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, samples_dir: Path) -> tuple[dict, dict]:
-    """Ours, then generalization-only and grid-only for the wall-clock time ours trained; (info, libraries)."""
-    log("encoding (ours)")
-    ours = isolated(encode, shapes, preset=preset, seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
-    info = {OURS: encode_info(ours) | {"grid_nodes": len(ours.value.model.detail.grid.keys)}}
+def train_methods(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, samples_dir: Path,
+                  libraries: Path) -> tuple[dict, dict]:
+    """Ours, then generalization-only and grid-only for the training time ours used; (info, libraries)."""
+    log(f"encoding (ours, size {cfg.size})")
+    # fresh samples: the wall time includes sampling, as a user's first encode does (the later
+    # encodes of the run read, or fill, the sample cache; sampling is deterministic per seed)
+    ours = isolated(encode, shapes, preset=preset, seed=cfg.seed, device=cfg.device,
+                    cache_dir=None if cfg.fresh_samples else samples_dir)
+    info = {OURS: encode_info(ours, libraries / f"ours-{cfg.size}.csdf") | {"size": cfg.size}}
     budget = info[OURS]["train_s"]
-    log(f"ours: {info[OURS]['steps']} steps in {budget:.0f} s; baselines get {budget:.0f} s each")
-    gen = isolated(encode, shapes, preset=generalization_only(with_training(preset, time_budget_s=budget)),
+    log(f"ours: {info[OURS]['coarse_steps']} + {info[OURS]['detail_steps']} steps in {budget:.0f} s "
+        f"(wall {info[OURS]['encode_wall_s']:.0f} s), {info[OURS]['bytes_per_shape'] / 1e3:.0f} kB per shape; "
+        f"baselines get {budget:.0f} s of training each")
+    # encode() gives the coarse phase half of a time budget (the detail phase the other half); a
+    # model without detail has only the coarse phase, so it gets twice the budget to train as long as ours
+    gen = isolated(encode, shapes, preset=generalization_only(with_training(preset, time_budget_s=2 * budget)),
                    seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
-    info[GEN] = encode_info(gen)
-    grid_res = grid_only_resolution(info[OURS]["grid_nodes"], cfg.grid_only_cap)
+    info[GEN] = encode_info(gen, libraries / "generalization-only.csdf")
+    grid_res = grid_only_resolution(info[OURS]["stored_nodes"], cfg.grid_only_cap)
     log(f"grid-only baseline: dense {grid_res}^3 grid")
     grid = isolated(encode_grid_only, shapes, preset, grid_res, budget, cfg.seed, samples_dir)
-    info[GRID] = encode_info(grid) | {"grid_resolution": grid_res, "grid_nodes": grid_res**3}
+    info[GRID] = encode_info(grid, save=False) | {"grid_resolution": grid_res, "grid_nodes": grid_res**3}
     return info, {OURS: ours.value, GEN: gen.value, GRID: grid.value}
 
 
-def measure_shapes(cfg: BenchConfig, shapes: Mapping[str, Mesh], libs: Mapping[str, Library], oracles: Mapping[str, Mesh],
-                   per_shape: dict[str, dict[str, dict]], budgets: list[float], images: Path) -> list[dict]:
-    """Decode and measure every shape with every method (into ``per_shape``), decimate the source to
-    each byte budget (the first and last are table rows), draw the comparison figures; the
-    decimation curve."""
-    curve: dict[float, list[dict]] = {b: [] for b in budgets}
+def measure_shapes(cfg: BenchConfig, shapes: Mapping[str, Mesh], libs: Mapping[str, Library], methods: dict,
+                   oracles: Mapping[str, Mesh], per_shape: dict[str, dict[str, dict]], images: Path) -> None:
+    """Decode and measure every shape with every library, decimate it to each byte budget, round-trip
+    it through Draco and through a narrow-band SDF grid (rows into ``per_shape``); comparison figures."""
+    use_draco = bool(cfg.draco_bits) and draco_available()
+    if cfg.draco_bits and not use_draco:
+        log("note: DracoPy is not installed: the Draco rows are skipped (pip install DracoPy)")
     for name, gt in shapes.items():
         log(f"decode and measure {name}")
         ocd = per_shape[name][ORACLE]["cd_l1"]
@@ -142,125 +189,229 @@ def measure_shapes(cfg: BenchConfig, shapes: Mapping[str, Mesh], libs: Mapping[s
             dec = decode(lib, name, resolution=cfg.resolution, band=cfg.band)
             meshes[method] = as_mesh(dec)
             per_shape[name][method] = fidelity(gt, meshes[method], ocd, cfg.samples, cfg.seed) | {
-                "decode_s": dec.stats["seconds"], "detail_fraction": dec.stats["detail_fraction"]}
-        for i, b in enumerate(budgets):
+                "decode_s": dec.stats["seconds"], "detail_fraction": dec.stats["detail_fraction"],
+                "bytes": methods[method]["bytes_per_shape"]}
+        for b in cfg.decimation_budgets:
             rec = decimate_to_bytes(gt, b)
-            row = fidelity(gt, rec, ocd, cfg.samples, cfg.seed) | {"bytes": mesh_bytes(rec), "source_fits": rec is gt}
-            curve[b].append(row)
-            if i in (0, len(budgets) - 1):
-                label = DEC_CODE if i == 0 else DEC_AMORTISED
-                per_shape[name][label], meshes[label] = row, rec
+            label = f"decimated @ {b / 1e3:g} kB"
+            per_shape[name][label] = fidelity(gt, rec, ocd, cfg.samples, cfg.seed) | {"bytes": mesh_bytes(rec), "source_fits": rec is gt}
+            meshes[label] = rec
+        for bits in cfg.draco_bits if use_draco else []:
+            size, rec = draco_round_trip(gt, bits)
+            label = f"Draco {bits} bits"
+            per_shape[name][label] = fidelity(gt, rec, ocd, cfg.samples, cfg.seed) | {"bytes": size}
+            meshes[label] = rec
+        for r in cfg.narrow_band_resolutions:
+            start = time.perf_counter()
+            size, rec = narrow_band_round_trip(gt, r, cfg.narrow_band_voxels)
+            label = f"narrow band {r}³"
+            per_shape[name][label] = fidelity(gt, rec, ocd, cfg.samples, cfg.seed) | {
+                "bytes": size, "encode_decode_s": round(time.perf_counter() - start, 2)}
+            meshes[label] = rec
         if cfg.pictures:
+            pick = [m for m in meshes if m in libs or m == ORACLE]
+            pick += [m for m in meshes if m.startswith("Draco")][-2:-1] + [m for m in meshes if m.startswith("narrow band")][-1:]
+            pick += [m for m in meshes if m.startswith("decimated")][1:2]
             panels = [render.Panel("ground truth", normalized(gt, gt), gt.faces)]
-            for method, rec in meshes.items():
+            for method in pick:
                 row = per_shape[name][method]
-                size = "" if "bytes" not in row else (" (source fits)" if row["source_fits"] else f" ({row['bytes']} B)")
-                label = method.replace(" @ ", " @\n")
-                panels.append(render.Panel(f"{label}{size}\nCD-L1 {row['cd_l1']:.2e}", normalized(gt, rec), rec.faces,
-                                           vertex_errors(gt, rec)))
+                size = "" if "bytes" not in row or method == ORACLE else f" ({row['bytes'] / 1e3:.0f} kB)"
+                panels.append(render.Panel(f"{method}{size}\nCD-L1 {row['cd_l1']:.2e}", normalized(gt, meshes[method]),
+                                           meshes[method].faces, vertex_errors(gt, meshes[method])))
             render.comparison_figure(images / f"compare_{name}.png", name, panels, ERROR_VMAX)
-    return [{"budget": b, "mean_bytes": float(np.mean([r["bytes"] for r in rows])),
-             "mean_cd_l1": float(np.mean([r["cd_l1"] for r in rows])),
-             "source_fits_share": float(np.mean([r["source_fits"] for r in rows]))} for b, rows in curve.items()]
 
 
-def interpolations(cfg: BenchConfig, lib: Library, pairs: list[tuple[str, str]], images: Path) -> list[dict]:
-    """Quality of each interpolation path (and its picture strip)."""
+def other_sizes(cfg: BenchConfig, shapes: Mapping[str, Mesh], oracle_cd: Mapping[str, float], per_shape: dict,
+                samples_dir: Path, libraries: Path) -> dict[str, dict]:
+    """One encode per extra size setting, every shape decoded and measured (rows into ``per_shape``)."""
+    out = {}
+    for size in [s for s in cfg.sizes if s != cfg.size]:
+        log(f"encoding (ours, size {size})")
+        m = isolated(encode, shapes, preset=cfg.preset_for(size), seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
+        info = encode_info(m, libraries / f"ours-{size}.csdf") | {"size": size}
+        rows, _ = evaluate_library(m.value, shapes, oracle_cd, cfg, info["bytes_per_shape"])
+        for name, row in rows.items():
+            per_shape[name][size_label(size)] = row
+        out[size_label(size)] = info
+    return out
+
+
+def rate_distortion(per_shape: Mapping[str, Mapping[str, dict]]) -> list[dict]:
+    """Mean bytes per shape, CD-L1 and fidelity ratio of every method that stores each shape."""
+    methods = list(dict.fromkeys(m for rows in per_shape.values() for m in rows if m != ORACLE))
     out = []
-    for a, b in pairs:
-        log(f"interpolation {a} → {b}")
-        resolution = cfg.path_resolution or cfg.resolution
-        path = interpolation_path(lib, a, b, cfg.inbetweens, resolution, cfg.band, cfg.path_samples, cfg.seed)
-        out.append({"a": a, "b": b, "inbetweens": cfg.inbetweens, "closed_share": path.closed_share,
-                    "single_component_share": path.single_component_share, "endpoint_cd_l1": path.endpoint_cd_l1,
-                    "step_ratios": path.step_ratios})
-        if cfg.pictures:
-            render.strip_figure(images / f"interpolation_{a}_{b}.png", f"{a} → {b} (slerp, {resolution}³)",
+    for m in methods:
+        rows = per_shape_of(per_shape, m)
+        if len(rows) != len(per_shape) or not all("bytes" in r for r in rows.values()):
+            continue
+        out.append({"method": m, "bytes_per_shape": float(np.mean([r["bytes"] for r in rows.values()])),
+                    "cd_l1": float(np.mean([r["cd_l1"] for r in rows.values()])),
+                    "fidelity_ratio": float(np.mean([r["fidelity_ratio"] for r in rows.values()])),
+                    "max_components": int(max(r["components"] for r in rows.values()))})
+    return out
+
+
+def rd_series(rd: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Rate–distortion points grouped into plot series (a method family per series)."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rd:
+        m = row["method"]
+        family = ("ours" if m == OURS or m.startswith("ours (") else "Draco" if m.startswith("Draco")
+                  else "narrow-band SDF (float16, zstd)" if m.startswith("narrow band")
+                  else "quadric decimation" if m.startswith("decimated") else m)
+        series.setdefault(family, []).append((row["bytes_per_shape"], row["cd_l1"]))
+    return series
+
+
+def add_remove(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, new: str, oracle_cd: Mapping[str, float],
+               samples_dir: Path) -> dict:
+    """Encode every shape but ``new``, decode the old shapes, add ``new`` (sampling included: no
+    sample cache), decode again; then remove it. Times, the new shape's metrics, old shapes' change."""
+    old = {n: m for n, m in shapes.items() if n != new}
+    log(f"add/remove: encoding {len(old)} shapes without {new}")
+    base = isolated(encode, old, preset=preset, seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
+    before, _ = evaluate_library(base.value, old, oracle_cd, cfg)
+    log(f"add/remove: adding {new}")
+    added = isolated(encode, {new: shapes[new]}, library=base.value, seed=cfg.seed, device=cfg.device, cache_dir=None)
+    after, _ = evaluate_library(added.value, shapes, oracle_cd, cfg)
+    change = {n: abs(after[n]["cd_l1"] - before[n]["cd_l1"]) / before[n]["cd_l1"] for n in old}
+    start = time.perf_counter()
+    removed = remove(added.value, [new])
+    remove_s = time.perf_counter() - start
+    unchanged = all(torch.equal(removed.codes[removed.index(n)], base.value.codes[base.value.index(n)]) for n in old)
+    return {"shape": new, "old_shapes": len(old), "base_encode_wall_s": round(base.seconds, 2),
+            "add_wall_s": round(added.seconds, 2), "add_train_s": added.value.history[-1]["seconds"],
+            "add_peak_mb": round(added.peak_mb, 1), "new": after[new],
+            "old_before": before, "old_after": {n: after[n] for n in old}, "old_cd_change": change,
+            "max_old_cd_change": float(max(change.values())) if change else 0.0,
+            "remove_s": round(remove_s, 4), "remove_keeps_old_codes": bool(unchanged),
+            "file_bytes_after_add": file_bytes(added.value), "file_bytes_after_remove": file_bytes(removed)}
+
+
+def interpolations(cfg: BenchConfig, lib: Library, pairs: list[tuple[str, str]], pictures: list[tuple[str, str]],
+                   images: Path) -> dict:
+    """Quality of every interpolation path (strip pictures for ``pictures``), seconds per in-between."""
+    res = cfg.path_resolution
+    endpoints: dict[str, Mesh] = {}
+    paths, start = [], time.perf_counter()
+    for i, (a, b) in enumerate(pairs):
+        path = interpolation_path(lib, a, b, cfg.inbetweens, res, cfg.band, cfg.path_detail, cfg.path_samples,
+                                  cfg.seed, endpoints)
+        paths.append({"a": a, "b": b, "inbetweens": cfg.inbetweens, "single_piece": path.single_piece,
+                      "endpoints_single_piece": path.endpoints_single_piece,
+                      "components": [component_count(m.faces) for m in path.meshes],
+                      "roughness_deg": path.roughness, "roughness_ratio": path.roughness_ratio,
+                      "endpoint_cd_l1": path.endpoint_cd_l1, "step_cd_l1": path.step_cd_l1,
+                      "max_step_ratio": path.max_step_ratio, "inbetween_s": path.inbetween_s})
+        done = time.perf_counter() - start
+        log(f"interpolation {i + 1}/{len(pairs)} {a} → {b}: single piece {sum(path.single_piece)}/{cfg.inbetweens}, "
+            f"roughness ×{path.roughness_ratio:.2f}, max step ×{path.max_step_ratio:.2f}; "
+            f"about {done / (i + 1) * (len(pairs) - i - 1) / 60:.1f} min left")
+        if cfg.pictures and (a, b) in pictures:
+            render.strip_figure(images / f"interpolation_{a}_{b}.png", f"{a} → {b} (slerp, detail {cfg.path_detail:g}, {res}³)",
                                 [(f"t = {t:.2f}", m.vertices, m.faces) for t, m in zip(path.weights, path.meshes)])
-    return out
+    timing: dict[str, list[float]] = {}
+    for a, b in pictures or pairs[:1]:
+        for r in cfg.timing_resolutions:
+            dec = decode(lib, {a: 0.5, b: 0.5}, resolution=r, band=cfg.band, detail=cfg.path_detail, normalized=True)
+            timing.setdefault(str(r), []).append(dec.stats["seconds"])
+    counted = [p for p in paths if p["endpoints_single_piece"]]
+    flags = [f for p in counted for f in p["single_piece"]]
+    rough = [p["roughness_ratio"] for p in paths if np.isfinite(p["roughness_ratio"])]
+    steps = [p["max_step_ratio"] for p in paths if np.isfinite(p["max_step_ratio"])]
+    summary = {"pairs": len(paths), "pairs_counted": len(counted), "inbetweens_counted": len(flags),
+               "single_piece_share": float(np.mean(flags)) if flags else float("nan"),
+               "roughness_ratio_max": float(max(rough)) if rough else float("nan"),
+               "roughness_ratio_mean": float(np.mean(rough)) if rough else float("nan"),
+               "roughness_ratio_share_ok": float(np.mean([r <= 1.1 for r in rough])) if rough else float("nan"),
+               "max_step_ratio_max": float(max(steps)) if steps else float("nan"),
+               "max_step_ratio_share_ok": float(np.mean([s <= 2 for s in steps])) if steps else float("nan"),
+               "inbetween_s": {r: float(np.mean(v)) for r, v in timing.items()}
+               | {str(res): float(np.mean([s for p in paths for s in p["inbetween_s"]])) if paths else float("nan")},
+               "wall_s": round(time.perf_counter() - start, 1)}
+    return {"summary": summary, "paths": paths}
 
 
-def unseen(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, holdout: list[str], per_shape: dict,
-           samples_dir: Path) -> dict:
-    """Train on the other shapes with our settings, invert each held-out shape, compare with training mode."""
-    log(f"unseen shapes: encoding without {', '.join(holdout)}, then inverting them")
-    seen = {n: m for n, m in shapes.items() if n not in holdout}
-    base = isolated(encode, seen, preset=preset, seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
-    out: dict = {"library": encode_info(base), "shapes": {}}
-    lib = base.value
-    oracle_cd = {n: per_shape[n][ORACLE]["cd_l1"] for n in holdout}
-    for name in holdout:
-        start = time.perf_counter()
-        lib = invert(lib, shapes[name], name, steps=cfg.invert_steps, seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
-        invert_s = time.perf_counter() - start
-        row = evaluate_library(lib, {name: shapes[name]}, oracle_cd, cfg)[name]
-        out["shapes"][name] = {"training_mode": per_shape[name][OURS], "unseen": row, "invert_s": round(invert_s, 2),
-                               "invert_steps": lib.history[-1]["steps"]}
-    return out
+def random_variants(cfg: BenchConfig, lib: Library, count: int = 10) -> dict:
+    """Single-piece share of seeded random variants, if the API offers ``random_variant``."""
+    fn = getattr(api, "random_variant", None)
+    if fn is None:
+        note = "backend.api offers no random_variant at this commit: random variants not measured"
+        log("note: " + note)
+        return {"skipped": note}
+    params = inspect.signature(fn).parameters
+    if "seed" not in params or "resolution" not in params:
+        note = f"backend.api.random_variant{inspect.signature(fn)} takes no seed/resolution: not measured"
+        log("note: " + note)
+        return {"skipped": note}
+    flags = []
+    for seed in range(count):
+        mesh = fn(lib, seed=seed, resolution=cfg.path_resolution)
+        flags.append(one_closed_piece(as_mesh(mesh)))
+    return {"count": count, "resolution": cfg.path_resolution, "single_piece_share": float(np.mean(flags))}
 
 
 def run(cfg: BenchConfig) -> dict:
     """Every stage of the benchmark; the JSON-ready results."""
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    started, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
     shapes = load_shapes(cfg)
-    preset = with_training(get_preset(cfg.preset), steps=cfg.steps, time_budget_s=cfg.budget_s)
-    holdout = [n for n in cfg.holdout if n in shapes]
-    pairs = [(a, b) for a, b in cfg.pairs if a in shapes and b in shapes]
+    names = list(shapes)
+    preset = cfg.preset_for()
+    new = (cfg.add_shape or names[-1]) if cfg.add_shape != "" and len(names) > 1 else None
+    if new is not None and new not in shapes:
+        raise SystemExit(f"--add-shape {new} is not among the shapes")
+    pictures = [(a, b) for a, b in cfg.pairs if a in shapes and b in shapes]
+    pairs = list(itertools.combinations(names, 2)) if cfg.all_pairs else pictures
     uncached = _uncached(shapes, preset.sample, cfg.cache, cfg.seed)
-    stages = estimate_s(cfg, len(shapes), uncached, cfg.budget_s if cfg.steps is None else 0.0)
-    log(f"{len(shapes)} shapes ({', '.join(shapes)}), preset {preset.name}, "
-        + (f"{cfg.steps} steps per phase" if cfg.steps else f"training budget {cfg.budget_s:.0f} s per encode")
-        + f", {cfg.resolution}^3, {uncached} shapes to sample")
-    log("estimated budget: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in stages.items())
-        + f"; total ≈ {sum(stages.values()) / 60:.0f} min" + (" + training steps (not estimated)" if cfg.steps else ""))
+    stages = estimate_s(cfg, [normalized_area(m) for m in shapes.values()], uncached, len(pairs))
+    log(f"{len(shapes)} shapes ({', '.join(shapes)}), preset {preset.name}, size {cfg.size}, "
+        + (f"{cfg.steps} steps per phase" if cfg.steps else f"training budget {cfg.budget_s:.0f} s per encode"
+           if cfg.budget_s else "collection-scaled steps")
+        + f", {cfg.resolution}^3, {uncached} shapes to sample, {len(pairs)} interpolation pairs")
+    log("estimated: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in stages.items())
+        + f"; total ≈ {sum(stages.values()) / 60:.0f} min")
     samples_dir = cfg.cache / "samples"
     images = cfg.out / IMAGE_DIR
+    libraries = cfg.out / "libraries"
     if cfg.pictures:
         images.mkdir(parents=True, exist_ok=True)
 
     log("oracle meshes")
     oracles = {n: oracle(m, cfg.resolution, cfg.cache / "bench") for n, m in shapes.items()}
     per_shape = {n: {ORACLE: fidelity(m, oracles[n], None, cfg.samples, cfg.seed)} for n, m in shapes.items()}
-    methods, libs = train_methods(cfg, shapes, preset, samples_dir)
-    code_bytes, amortised = methods[OURS]["bytes_per_shape"], methods[OURS]["amortised_bytes_per_shape"]
-    budgets = [float(b) for b in np.geomspace(code_bytes, amortised, max(2, cfg.decimation_points))]
-    curve = measure_shapes(cfg, shapes, libs, oracles, per_shape, budgets, images)
-    for label, b in ((DEC_CODE, budgets[0]), (DEC_AMORTISED, budgets[-1])):
-        methods[label] = {"bytes_per_shape": float(np.mean([per_shape[n][label]["bytes"] for n in shapes])),
-                          "byte_budget": b, "bytes_shared": 0}
     oracle_cd = {n: per_shape[n][ORACLE]["cd_l1"] for n in shapes}
+    methods, libs = train_methods(cfg, shapes, preset, samples_dir, libraries)
+    measure_shapes(cfg, shapes, libs, methods, oracles, per_shape, images)
+    methods |= other_sizes(cfg, shapes, oracle_cd, per_shape, samples_dir, libraries)
+    rd = rate_distortion(per_shape)
     if cfg.pictures:
-        neural = {m: (methods[m]["bytes_per_shape"], methods[m]["amortised_bytes_per_shape"],
-                      mean_metrics(per_shape_of(per_shape, m))["cd_l1"]) for m in libs}
-        render.bytes_plot(images / "cd_vs_bytes.png", neural,
-                          [(d["mean_bytes"], d["mean_cd_l1"]) for d in curve if d["source_fits_share"] < 1],
-                          float(np.mean(list(oracle_cd.values()))), f"{len(shapes)} shapes, decoded and oracle at {cfg.resolution}³")
+        render.rd_plot(images / "cd_vs_bytes.png", rd_series(rd), float(np.mean(list(oracle_cd.values()))),
+                       f"{len(shapes)} shapes, decoded and oracle at {cfg.resolution}³")
     results = {"started": started, "config": cfg.to_dict(), "machine": machine(), "estimate_s": stages,
                "methods": methods, "per_shape": per_shape, "categories": categories(cfg.meshes, shapes),
-               "grid_channels": preset.model.grid_channels, "decimation_curve": curve,
-               "interpolation": interpolations(cfg, libs[OURS], pairs, images)}
-    if holdout:
-        results["unseen"] = unseen(cfg, shapes, preset, holdout, per_shape, samples_dir)
-    if cfg.ablations:
-        results["ablations"] = ablations(cfg, shapes, preset, libs[OURS], methods[OURS], oracle_cd, samples_dir, per_shape)
+               "rate_distortion": rd, "draco_available": draco_available(), "uncached": uncached,
+               "sampling_cached": not cfg.fresh_samples and uncached == 0}
+    if new is not None:
+        results["add_remove"] = add_remove(cfg, shapes, preset, new, oracle_cd, samples_dir)
+    log(f"interpolation: {len(pairs)} pairs × {cfg.inbetweens} in-betweens at {cfg.path_resolution}^3 "
+        f"(estimated {stages['interpolation'] / 60:.1f} min)")
+    results["interpolation"] = interpolations(cfg, libs[OURS], pairs, pictures, images)
+    results["random_variants"] = random_variants(cfg, libs[OURS])
     if cfg.scaling:
-        results["scaling"] = scaling(cfg, shapes, preset, libs[OURS], samples_dir)
+        results["scaling"] = scaling(cfg, shapes, preset, per_shape, methods[OURS], samples_dir)
+    if cfg.ablations:
+        results["ablations"] = ablations(cfg, shapes, preset, methods[OURS], oracle_cd, samples_dir, per_shape)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    results["wall_s"] = round(time.perf_counter() - t0, 1)
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     return results
 
 
-def ablations(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, ours: Library, ours_info: dict,
+def ablations(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, ours_info: dict,
               oracle_cd: Mapping[str, float], samples_dir: Path, per_shape: dict) -> dict:
-    """Decode band n = 1/3/6 (decode only); code size 32/64/256 and band sampling off (retrained with
-    our training settings: the same steps, or the same time budget)."""
-    out: dict = {"band": {}, "code_size": {}, "band_sampling": {}}
-    for n in (1.0, 3.0, 6.0):
-        log(f"ablation: decode band n = {n:g}")
-        rows = per_shape_of(per_shape, OURS) if n == cfg.band else evaluate_library(ours, shapes, oracle_cd, cfg, band=n)
-        out["band"][f"{n:g}"] = mean_metrics(rows)
-
-    keep = ("bytes_per_shape", "train_s", "steps")
+    """Code size 32/64/256, retrained with our training settings."""
+    out: dict = {"code_size": {}}
+    keep = ("bytes_per_shape", "train_s", "coarse_steps", "detail_steps")
     for d in (32, 64, 256):
         if d == preset.model.code_size:
             out["code_size"][str(d)] = mean_metrics(per_shape_of(per_shape, OURS)) | {k: ours_info[k] for k in keep}
@@ -269,35 +420,31 @@ def ablations(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, ours
         spec = dataclasses.replace(preset, model=dataclasses.replace(preset.model, code_size=d))
         m = isolated(encode, shapes, preset=spec, seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
         info = encode_info(m)
-        rows = evaluate_library(m.value, shapes, oracle_cd, cfg)
+        rows, _ = evaluate_library(m.value, shapes, oracle_cd, cfg)
         out["code_size"][str(d)] = mean_metrics(rows) | {k: info[k] for k in keep}
-    out["band_sampling"]["with"] = mean_metrics(per_shape_of(per_shape, OURS)) | {"train_s": ours_info["train_s"]}
-    log("ablation: without band sampling (dense grid, detail trained on all samples)")
-    m = isolated(encode_without_band_sampling, shapes, preset, cfg.seed, samples_dir)
-    rows = evaluate_library(m.value, shapes, oracle_cd, cfg)
-    out["band_sampling"]["without"] = mean_metrics(rows) | {
-        "train_s": encode_info(m)["train_s"], "bytes_shared": m.value.shared_bytes()}
     return out
 
 
-def scaling(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, ours: Library, samples_dir: Path) -> dict:
-    """Encode wall time and peak memory vs shape count (``scaling_steps`` per phase, first shapes by
-    name); decode time and peak memory vs resolution (the first shape, from our library)."""
-    out: dict = {"encode": [], "decode": [], "encode_steps_per_phase": cfg.scaling_steps}
+def scaling(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, per_shape: dict, ours_info: dict,
+            samples_dir: Path) -> list[dict]:
+    """Encode the first k shapes (fixed order) for each k: mean fidelity ratio, worst extra
+    components over the oracle, encode minutes, library file bytes per shape."""
     names = list(shapes)
+    out = []
     for k in [c for c in cfg.scaling_counts if c <= len(names)]:
-        log(f"scaling: encode {k} shapes")
-        spec = dataclasses.replace(preset, train=dataclasses.replace(preset.train, steps=cfg.scaling_steps,
-                                                                     detail_steps=cfg.scaling_steps, time_budget_s=None))
-        m = isolated(encode, {n: shapes[n] for n in names[:k]}, preset=spec, seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
-        keep = ("encode_wall_s", "train_s", "encode_peak_mb", "idle_mb", "bytes_shared")
-        out["encode"].append({"shapes": k} | {key: v for key, v in encode_info(m).items() if key in keep})
-    name = names[0]
-    for r in cfg.scaling_resolutions:
-        log(f"scaling: decode {name} at {r}^3")
-        m = isolated(decode_cost, ours, name, r, cfg.band)
-        out["decode"].append({"shape": name, "resolution": r, "wall_s": round(m.seconds, 3), "peak_mb": round(m.peak_mb, 1),
-                              "idle_mb": round(m.idle_mb, 1)} | m.value)
+        subset = {n: shapes[n] for n in names[:k]}
+        if k == len(names):
+            rows, info = per_shape_of(per_shape, OURS), ours_info
+        else:
+            log(f"scaling: encode {k} shapes")
+            m = isolated(encode, subset, preset=preset, seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
+            info = encode_info(m)
+            rows, _ = evaluate_library(m.value, subset, {n: per_shape[n][ORACLE]["cd_l1"] for n in subset}, cfg)
+        extra = [rows[n]["components"] - per_shape[n][ORACLE]["components"] for n in subset]
+        out.append({"shapes": k, "names": list(subset), "mean_fidelity_ratio": float(np.mean([rows[n]["fidelity_ratio"] for n in subset])),
+                    "worst_extra_components": int(max(extra)), "encode_wall_s": info["encode_wall_s"],
+                    "train_s": info["train_s"], "coarse_steps": info["coarse_steps"], "detail_steps": info["detail_steps"],
+                    "bytes_per_shape": info["bytes_per_shape"], "encode_peak_mb": info["encode_peak_mb"]})
     return out
 
 
