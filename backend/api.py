@@ -27,7 +27,7 @@ from .storage import round_trip
 from .train import fit_code, stored_band, train_coarse, train_detail
 
 __all__ = ["Progress", "Library", "DecodedMesh", "encode", "remove", "rename", "replace", "decode", "interpolate",
-           "invert", "Cancelled"]
+           "invert", "code_of", "Cancelled"]
 
 DecodeTarget = str | Mapping[str, float] | np.ndarray
 _DECODE = DecodeConfig()
@@ -206,6 +206,11 @@ def _blend(library: Library, target: Mapping[str, float], mode: str) -> tuple[to
     return code, Normalization(center, scale), dict(zip(rows, w.tolist()))  # type: ignore[arg-type]
 
 
+def code_of(library: Library, target: str | Mapping[str, float], mode: str = _DECODE.mode) -> np.ndarray:
+    """The code (D,) of a shape or of a {name: weight} blend, as a raw code for ``decode`` or ``explore``."""
+    return _blend(library, {target: 1.0} if isinstance(target, str) else target, mode)[0].detach().cpu().numpy()
+
+
 def detail_strength(weight: float, dial: float) -> float:
     """How much of a blended shape's own detail an in-between keeps: all at its own code, none
     from halfway to another shape on (detail learned at one code does not fit another's surface)."""
@@ -221,6 +226,7 @@ def decode(
     mode: str = _DECODE.mode,
     detail: float = _DECODE.detail,
     normalized: bool = False,
+    like: str | Mapping[str, float] | None = None,
     device: str | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
@@ -229,8 +235,9 @@ def decode(
 
     A shape (or a blend that is all one shape) at full ``detail`` decodes exactly from its stored
     band; blends keep each shape's detail in proportion to ``detail`` (0: coarse shape only) and
-    to how close the blend is to that shape. Shapes and blends come back in their sources'
-    original units (``normalized``: in the working cube, like a raw code always does).
+    to how close the blend is to that shape. A raw code (see ``explore``) decodes its coarse shape.
+    Shapes and blends come back in their sources' original units, a raw code in those of ``like``
+    (a shape or blend) or else in the working cube, as everything does with ``normalized``.
     """
     if not 16 <= resolution <= 1024:
         raise ValueError(f"resolution must be between 16 and 1024, got {resolution}")
@@ -251,7 +258,8 @@ def decode(
         code = torch.as_tensor(np.asarray(target, dtype=np.float32))
         if code.shape != (library.preset.model.code_size,) or not torch.isfinite(code).all():
             raise BadInputError(f"a raw code must be {library.preset.model.code_size} finite numbers")
-        code, transform = code.to(library.codes.device), Normalization((0.0, 0.0, 0.0), 1.0)
+        code = code.to(library.codes.device)
+        transform = _blend(library, {like: 1.0} if isinstance(like, str) else like, mode)[1] if like else Normalization((0.0, 0.0, 0.0), 1.0)
     whole = [row for row, w in weights.items() if w >= 1.0]
     if whole and detail == 1.0 and library.model.detail is not None:
         volume, stats = shape_volume(library.model, library.codes[whole[0]], whole[0], resolution, reporter=reporter)

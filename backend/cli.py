@@ -1,4 +1,4 @@
-"""Command line: ``python -m backend {encode,decode,interpolate,invert,info,eval}``.
+"""Command line: ``python -m backend {encode,decode,interpolate,invert,remove,rename,replace,explore,info,eval}``.
 
 Thin over ``backend.api``. Exit codes: 0 success, 1 a clear error (bad mesh, bad library, an
 unwritable output, ...), 2 bad usage, 130 cancelled with Ctrl-C (existing files untouched).
@@ -115,13 +115,15 @@ def _cmd_encode(args: argparse.Namespace, console: _Console) -> int:
         if existing is None and args.output.exists() and not args.overwrite:
             raise CompactSdfError(f"{args.output} exists; pass --add to add shapes to it or --overwrite to replace it")
         start = time.perf_counter()
-        library = encode(shapes, preset=args.preset, steps=args.steps, time_budget_s=args.minutes * 60 if args.minutes else None,
+        library = encode(shapes, preset=args.preset, size=args.size, steps=args.steps,
+                         time_budget_s=args.minutes * 60 if args.minutes else None,
                          library=existing, seed=args.seed, device=args.device,
                          on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
         _save(library, args.output)
     console.done()
+    size = args.output.stat().st_size
     print(f"encoded {len(shapes)} shape(s) in {time.perf_counter() - start:.1f} s -> {args.output} "
-          f"({len(library.names)} shapes, {library.code_bytes()} B per code, {library.shared_bytes() / 1e6:.1f} MB shared)")
+          f"({len(library.names)} shapes, {size / 1e6:.2f} MB, {size / max(1, len(library.names)) / 1e3:.0f} KB per shape)")
     return EXIT_OK
 
 
@@ -169,7 +171,7 @@ def _cmd_interpolate(args: argparse.Namespace, console: _Console) -> int:
     from .meshes import save_mesh
 
     library = Library.load(args.library)
-    meshes = interpolate(library, args.shapes, args.steps, mode=args.mode, resolution=args.resolution,
+    meshes = interpolate(library, args.shapes, args.steps, mode=args.mode, resolution=args.resolution, detail=args.detail,
                          on_progress=console.progress, should_stop=console.should_stop)
     output = _output_dir(args.output)
     stem = safe_file_stem("-".join(args.shapes))
@@ -199,6 +201,70 @@ def _cmd_invert(args: argparse.Namespace, console: _Console) -> int:
     return EXIT_OK
 
 
+def _edit(args: argparse.Namespace, console: _Console, change: Callable[[object], object], done: str) -> int:
+    """Apply ``change`` to the library under its lock and save it (to ``-o`` if given)."""
+    from .library import Library
+
+    output = args.output or args.library
+    check_writable(output)
+    with file_lock(output, should_stop=console.should_stop, on_wait=_waiting(output)):
+        updated = change(Library.load(args.library))
+        _save(updated, output)
+    console.done()
+    print(f"{done} -> {output} ({len(updated.names)} shapes)")  # type: ignore[attr-defined]
+    return EXIT_OK
+
+
+def _cmd_remove(args: argparse.Namespace, console: _Console) -> int:
+    from .api import remove
+
+    return _edit(args, console, lambda lib: remove(lib, args.shapes), f"removed {', '.join(args.shapes)}")
+
+
+def _cmd_rename(args: argparse.Namespace, console: _Console) -> int:
+    from .api import rename
+
+    new = validate_shape_name(args.new)
+    return _edit(args, console, lambda lib: rename(lib, args.old, new), f"renamed {args.old!r} to {new!r}")
+
+
+def _cmd_replace(args: argparse.Namespace, console: _Console) -> int:
+    from .api import replace
+    from .meshes import load_mesh
+
+    mesh = load_mesh(args.mesh)
+    return _edit(args, console, lambda lib: replace(lib, args.name, mesh, steps=args.steps, device=args.device,
+                                                    on_progress=console.progress, should_stop=console.should_stop,
+                                                    cache_dir=args.cache), f"re-encoded {args.name!r} from {args.mesh}")
+
+
+def _cmd_explore(args: argparse.Namespace, console: _Console) -> int:
+    """Variations along principal directions, seeded random variants, or the nearest shapes of a code."""
+    from . import explore
+    from .api import code_of, decode
+    from .library import Library
+    from .meshes import save_mesh
+
+    library = Library.load(args.library)
+    base = {n: float(w or 1) for n, w in (item.partition("=")[::2] for item in args.base)} if args.base else None
+    start = code_of(library, base, args.mode) if base else explore.code_space(library).mean.astype("float32")
+    codes = [(f"variant_seed{seed}", explore.random_code(library, seed, args.spread)) for seed in args.random] \
+        if args.random else [("variation", explore.vary(library, start, args.vary or []))]
+    output = _output_dir(args.output) if args.output else None
+    for stem, code in codes:
+        near = ", ".join(f"{n} ({d:.3f})" for n, d in explore.nearest_shapes(library, code, args.nearest))
+        line = f"{stem}: nearest shapes {near}"
+        if output is not None:
+            mesh = decode(library, code, resolution=args.resolution, like=base, on_progress=console.progress,
+                          should_stop=console.should_stop)
+            path = output / f"{stem}.{args.format}"
+            save_mesh(path, mesh.vertices, mesh.faces, mesh.normals)
+            console.done()
+            line += f" -> {path}"
+        print(line)
+    return EXIT_OK
+
+
 def _cmd_info(args: argparse.Namespace, console: _Console) -> int:
     from .library_meta import read_library_meta
 
@@ -218,12 +284,14 @@ def _cmd_info(args: argparse.Namespace, console: _Console) -> int:
 def _info_lines(path: Path, meta: dict) -> list[str]:
     """The human-readable summary of a library's metadata (KeyError/TypeError where it is malformed)."""
     model = meta["model"]
-    lines = [f"{path}: format {meta['format_version']}, preset {meta['preset']}, {len(meta['shapes'])} shapes",
-             f"  code {model['code_size']} floats ({meta['bytes']['per_shape_code']} B/shape), shared {meta['bytes']['shared'] / 1e6:.2f} MB"
-             f" (grid {model['grid_resolution']}^3 x {model['grid_channels']} sparse)"]
+    lines = [f"{path}: format {meta['format_version']}, preset {meta['preset']}, {len(meta['shapes'])} shapes, "
+             f"{path.stat().st_size / 1e6:.2f} MB",
+             f"  code {model['code_size']} floats ({meta['bytes']['per_shape_code']} B/shape), shared networks "
+             f"{meta['bytes']['shared'] / 1e6:.2f} MB, detail grid {model['grid_resolution']}^3 x {model['grid_channels']} per shape"]
     for shape in meta["shapes"]:
         err = shape.get("stats", {}).get("near_surface_error")
-        lines.append(f"  - {shape['name']:<24} near-surface error {err:.2e}" if err is not None else f"  - {shape['name']}")
+        detail = f", detail {shape['detail_bytes'] / 1e3:.0f} KB ({shape['nodes']} nodes)" if "detail_bytes" in shape else ""
+        lines.append(f"  - {shape['name']:<24}" + (f" near-surface error {err:.2e}" if err is not None else "") + detail)
     return lines
 
 
@@ -243,7 +311,9 @@ def _cmd_eval(args: argparse.Namespace, console: _Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from .config import PRESETS
+    from .config import BLEND_MODES, DEFAULT_PRESET, DEFAULT_SIZE, PRESETS, SIZES, DecodeConfig
+
+    defaults = DecodeConfig()
 
     parser = argparse.ArgumentParser(prog="python -m backend", description="Compact SDF: many meshes, one neural SDF, one small code each.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -256,8 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="encode meshes into a latent library")
     p.add_argument("meshes", nargs="+", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="library file (.csdf)")
-    p.add_argument("--preset", default="fast", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, help="training steps per phase (default: the preset's)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    p.add_argument("--size", default=DEFAULT_SIZE, choices=list(SIZES), help="bytes each shape's detail may use")
+    p.add_argument("--steps", type=int, help="training steps per phase (default: grows with the collection)")
     p.add_argument("--minutes", type=float, help="train for this many minutes instead of a step count")
     p.add_argument("--add", action="store_true", help="add the meshes to an existing library")
     p.add_argument("--overwrite", action="store_true", help="replace an existing library file")
@@ -269,18 +340,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", help="shape name (repeatable; default all)")
     p.add_argument("--all", action="store_true", help="decode every shape")
     p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
-    p.add_argument("--resolution", type=int, default=256)
-    p.add_argument("--band", type=float, default=3.0, help="detail band half-width in voxels")
+    p.add_argument("--resolution", type=int, default=defaults.resolution)
+    p.add_argument("--band", type=float, default=defaults.band, help="detail band half-width of blends, in voxels")
     p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
     p = sub.add_parser("interpolate", help="decode in-betweens along a path of shapes")
     p.add_argument("library", type=Path)
     p.add_argument("shapes", nargs="+", help="two or more shape names")
-    p.add_argument("--steps", type=int, default=5, help="number of meshes, endpoints included")
-    p.add_argument("--mode", default="slerp", choices=["slerp", "linear"])
+    p.add_argument("--steps", type=int, default=defaults.count, help="number of meshes, endpoints included")
+    p.add_argument("--mode", default=defaults.mode, choices=BLEND_MODES)
+    p.add_argument("--detail", type=float, default=defaults.detail, help="detail dial: 0 coarse shapes only, 1 full detail")
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--resolution", type=int, default=defaults.resolution)
     p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
 
     p = sub.add_parser("invert", help="fit a code for an unseen mesh (shared weights frozen)")
@@ -290,6 +362,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int)
     p.add_argument("-o", "--output", type=Path, help="write here instead of updating the library")
     job_options(p)
+
+    p = sub.add_parser("remove", help="remove shapes (and everything they store) from a library")
+    p.add_argument("library", type=Path)
+    p.add_argument("shapes", nargs="+")
+    p.add_argument("-o", "--output", type=Path, help="write here instead of updating the library")
+
+    p = sub.add_parser("rename", help="rename a shape")
+    p.add_argument("library", type=Path)
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("-o", "--output", type=Path, help="write here instead of updating the library")
+
+    p = sub.add_parser("replace", help="re-encode one shape from an edited mesh (the others do not change)")
+    p.add_argument("library", type=Path)
+    p.add_argument("name")
+    p.add_argument("mesh", type=Path)
+    p.add_argument("--steps", type=int)
+    p.add_argument("-o", "--output", type=Path, help="write here instead of updating the library")
+    job_options(p)
+
+    p = sub.add_parser("explore", help="principal-direction variations, random variants, nearest shapes")
+    p.add_argument("library", type=Path)
+    p.add_argument("--base", nargs="*", metavar="NAME[=WEIGHT]", help="start from this shape or blend (default: the mean code)")
+    p.add_argument("--vary", nargs="*", type=float, metavar="SIGMAS", help="standard deviations along directions 1, 2, ...")
+    p.add_argument("--random", nargs="*", type=int, metavar="SEED", help="seeded random variants")
+    p.add_argument("--spread", type=float, default=1.0, help="random variants' width in standard deviations")
+    p.add_argument("--nearest", type=int, default=3, help="how many nearest shapes to list")
+    p.add_argument("--mode", default=defaults.mode, choices=BLEND_MODES)
+    p.add_argument("-o", "--output", type=Path, help="decode the codes into this directory")
+    p.add_argument("--resolution", type=int, default=defaults.resolution)
+    p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
 
     p = sub.add_parser("info", help="describe a library file")
     p.add_argument("library", type=Path)
@@ -305,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "interpolate": _cmd_interpolate,
-             "invert": _cmd_invert, "info": _cmd_info, "eval": _cmd_eval}
+_COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "interpolate": _cmd_interpolate, "invert": _cmd_invert,
+             "remove": _cmd_remove, "rename": _cmd_rename, "replace": _cmd_replace, "explore": _cmd_explore,
+             "info": _cmd_info, "eval": _cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,7 +93,7 @@ class StorageConfig(_Settings):
     """What each shape stores: its own detail nodes, how wide a band, how many bits per feature."""
 
     band_cells: float = _setting(2.0, 1, 8, "half-width of each shape's stored node band, in lattice voxels")
-    feature_bits: int = _setting(8, 8, 16, "bits per stored feature (8: int8, 16: float16)")
+    feature_bits: int = _setting(8, 4, 16, "bits per stored feature: 4..8 (signed levels in int8) or 16 (float16)")
     zstd_level: int = _setting(19, 1, 22, "compression level of the stored blobs")
 
 

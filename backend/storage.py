@@ -15,13 +15,18 @@ from .errors import LibraryError
 
 
 def quantize(features: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(stored values, per-channel scales) of a shape's (k, C) features: int8 with scales, or float16."""
+    """(stored values, per-channel scales) of a shape's (k, C) features.
+
+    ``bits`` 16 keeps float16; 4..8 rounds to ``2**(bits-1) - 1`` signed levels per channel, held in
+    int8 (fewer levels carry less entropy, which the compressor turns into fewer bytes).
+    """
     f = features.detach().float().cpu().numpy()
     if bits == 16:
         return f.astype(np.float16), np.ones(f.shape[1], np.float32)
-    scales = (np.abs(f).max(axis=0) / 127.0 if len(f) else np.zeros(f.shape[1])).astype(np.float32)
+    levels = 2 ** (bits - 1) - 1
+    scales = (np.abs(f).max(axis=0) / levels if len(f) else np.zeros(f.shape[1])).astype(np.float32)
     scales[scales == 0] = 1.0
-    return np.clip(np.rint(f / scales), -127, 127).astype(np.int8), scales
+    return np.clip(np.rint(f / scales), -levels, levels).astype(np.int8), scales
 
 
 def dequantize(values: np.ndarray, scales: np.ndarray) -> torch.Tensor:
