@@ -59,6 +59,7 @@ class BenchConfig:
     path_samples: int = 20_000  #: surface samples per CD between interpolation steps
     path_detail: float = DecodeConfig().detail  #: detail dial of the in-betweens
     timing_resolutions: list[int] = field(default_factory=lambda: [128, 256])  #: seconds per in-between
+    random_variants: int = 20  #: seeded random codes decoded (if the engine offers them)
     ablations: bool = False
     scaling: bool = False
     scaling_counts: list[int] = field(default_factory=lambda: [1, 4, 8, 17])
@@ -82,7 +83,7 @@ def quick_config(**overrides: object) -> BenchConfig:
                     resolution=96, samples=20_000, sizes=[DEFAULT_SIZE], narrow_band_resolutions=[64, 96],
                     decimation_budgets=[5e3, 20e3, 80e3], add_shape="spot_low_resolution",
                     pairs=[("sphere", "torus")], all_pairs=True, path_resolution=64, path_samples=10_000,
-                    timing_resolutions=[64, 96], scaling_counts=[1, 2, 3], quick=True)
+                    timing_resolutions=[64, 96], scaling_counts=[1, 2, 3], random_variants=5, quick=True)
     settings.update(overrides)
     return BenchConfig(**settings)  # type: ignore[arg-type]
 
@@ -146,6 +147,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--path-samples", type=int, help="surface samples per CD along a path (default 20000)")
     p.add_argument("--path-detail", type=float, help="detail dial of the in-betweens (default 1)")
     p.add_argument("--timing-resolutions", type=_ints, help="resolutions of the seconds-per-in-between timing (default 128,256)")
+    p.add_argument("--random-variants", type=int, help="seeded random variants to decode (default 20; 0 for none)")
     p.add_argument("--ablations", action="store_true", help="code size 32/64/256 (retrained)")
     p.add_argument("--scaling", action="store_true", help="quality, size and time vs number of shapes")
     p.add_argument("--scaling-counts", type=_ints, help="shape counts of --scaling (default 1,4,8,17; quick 1,2,3)")
@@ -161,6 +163,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         "decimation_budgets": a.decimation_budgets, "grid_only_cap": a.grid_only_cap, "add_shape": a.add_shape,
         "pairs": a.pairs, "inbetweens": a.inbetweens, "path_resolution": a.path_resolution,
         "path_samples": a.path_samples, "path_detail": a.path_detail, "timing_resolutions": a.timing_resolutions,
+        "random_variants": a.random_variants,
         "scaling_counts": a.scaling_counts, "seed": a.seed, "out": a.out, "cache": a.cache}.items() if v is not None}
     given.update(ablations=a.ablations, scaling=a.scaling, pictures=not a.no_pictures, fresh_samples=not a.cached_samples)
     if a.all_pairs:
@@ -228,6 +231,7 @@ def estimate_s(cfg: BenchConfig, areas: Sequence[float], uncached: int, pairs: i
     stages["interpolation"] = (n * _EST_SHAPE_DECODE_S * path_scale
                                + pairs * (cfg.inbetweens * _EST_BLEND_DECODE_S * path_scale + (cfg.inbetweens + 2) * path_compare)
                                + sum(_EST_BLEND_DECODE_S * (r / 256) ** 2 for r in cfg.timing_resolutions) * len(cfg.pairs))
+    stages["interpolation"] += cfg.random_variants * _EST_BLEND_DECODE_S * path_scale
     if cfg.ablations:
         stages["ablations"] = 2 * ours + 2 * n * (_EST_SHAPE_DECODE_S * scale + compare)
     if cfg.scaling:

@@ -118,8 +118,9 @@ class PathQuality:
     @property
     def roughness_ratio(self) -> float:
         """Roughest in-between ÷ the rougher endpoint."""
-        middle = self.roughness[1:-1]
-        return float(max(middle) / max(self.roughness[0], self.roughness[-1])) if middle else float("nan")
+        middle = [r for r in self.roughness[1:-1] if np.isfinite(r)]  # empty in-betweens have no roughness
+        ends = [r for r in (self.roughness[0], self.roughness[-1]) if np.isfinite(r)]
+        return float(max(middle) / max(ends)) if middle and ends else float("nan")
 
 
 def interpolation_path(lib: Library, a: str, b: str, inbetweens: int, resolution: int, band: float, detail: float,

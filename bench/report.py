@@ -129,6 +129,11 @@ def _targets(results: dict, means: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def _pct(x: float) -> str:
     return "—" if x is None or math.isnan(x) else f"{100 * x:.1f} %"
 
@@ -233,9 +238,16 @@ def markdown(results: dict) -> str:
             lines += [f"![{a} → {b}]({images}/interpolation_{a}_{b}.png)" for a, b in
                       [(p["a"], p["b"]) for p in interp["paths"]] if [a, b] in [list(q) for q in cfg["pairs"]]] + [""]
     rv = results.get("random_variants", {})
-    lines += ["## Random variants", "",
-              (f"Skipped: {rv['skipped']}." if "skipped" in rv else
-               f"{rv['count']} seeded random variants at {rv['resolution']}³: one-piece share {_pct(rv['single_piece_share'])}."), ""]
+    if rv:
+        lines += ["## Random variants", "",
+                  (f"Skipped: {rv['skipped']}." if "skipped" in rv else
+                   f"{rv['count']} seeded random codes (`backend.explore.random_code`, seeds 0–{rv['count'] - 1}: Gaussian in the "
+                   f"library's principal directions) decoded at {rv['resolution']}³: one-piece share "
+                   f"**{_pct(rv['single_piece_share'])}** (an empty mesh counts as not one piece); components "
+                   f"{' '.join(map(str, rv['components']))}; roughness {_finite_mean(rv['roughness_deg']):.1f}° mean over "
+                   "the non-empty ones."), ""]
+        if cfg["pictures"] and "skipped" not in rv:
+            lines += [f"![random variants]({images}/random_variants.png)", ""]
     if cfg["pictures"]:
         lines += ["## Pictures", "",
                   "Top row: renders; bottom row: the same meshes coloured by distance to the ground truth "

@@ -10,7 +10,6 @@ scaling and ablations → Markdown/CSV/JSON.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import itertools
 import json
 import os
@@ -25,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend import api
 from backend.api import decode, encode, remove
 from backend.config import Preset, with_training
 from backend.library import Library
@@ -37,7 +35,8 @@ from . import render
 from .baselines import (decimate_to_bytes, draco_available, draco_round_trip, encode_grid_only, generalization_only,
                         grid_only_resolution, mesh_bytes, narrow_band_round_trip)
 from .config import BenchConfig, estimate_s, parse_args
-from .evaluate import as_mesh, fidelity, interpolation_path, normalized, one_closed_piece, oracle, vertex_errors
+from .evaluate import (as_mesh, fidelity, interpolation_path, normalized, one_closed_piece, oracle, roughness_deg,
+                       vertex_errors)
 from .measure import Measured, isolated
 from .report import IMAGE_DIR, headline_table, mean_metrics, write_outputs
 
@@ -318,7 +317,7 @@ def interpolations(cfg: BenchConfig, lib: Library, pairs: list[tuple[str, str]],
     counted = [p for p in paths if p["endpoints_single_piece"]]
     flags = [f for p in counted for f in p["single_piece"]]
     rough = [p["roughness_ratio"] for p in paths if np.isfinite(p["roughness_ratio"])]
-    steps = [p["max_step_ratio"] for p in paths if np.isfinite(p["max_step_ratio"])]
+    steps = [p["max_step_ratio"] for p in paths if not np.isnan(p["max_step_ratio"])]  # inf: an empty mesh on the path
     summary = {"pairs": len(paths), "pairs_counted": len(counted), "inbetweens_counted": len(flags),
                "single_piece_share": float(np.mean(flags)) if flags else float("nan"),
                "roughness_ratio_max": float(max(rough)) if rough else float("nan"),
@@ -332,23 +331,29 @@ def interpolations(cfg: BenchConfig, lib: Library, pairs: list[tuple[str, str]],
     return {"summary": summary, "paths": paths}
 
 
-def random_variants(cfg: BenchConfig, lib: Library, count: int = 10) -> dict:
-    """Single-piece share of seeded random variants, if the API offers ``random_variant``."""
-    fn = getattr(api, "random_variant", None)
-    if fn is None:
-        note = "backend.api offers no random_variant at this commit: random variants not measured"
+def random_variants(cfg: BenchConfig, lib: Library, images: Path) -> dict:
+    """One-piece share and roughness of seeded random variants (``backend.explore.random_code``,
+    decoded as raw codes at the path resolution), where the engine offers them."""
+    if cfg.random_variants <= 0:
+        return {}
+    try:
+        from backend.explore import random_code
+    except ImportError:
+        note = "the engine offers no backend.explore.random_code at this commit: random variants not measured"
         log("note: " + note)
         return {"skipped": note}
-    params = inspect.signature(fn).parameters
-    if "seed" not in params or "resolution" not in params:
-        note = f"backend.api.random_variant{inspect.signature(fn)} takes no seed/resolution: not measured"
-        log("note: " + note)
-        return {"skipped": note}
-    flags = []
-    for seed in range(count):
-        mesh = fn(lib, seed=seed, resolution=cfg.path_resolution)
-        flags.append(one_closed_piece(as_mesh(mesh)))
-    return {"count": count, "resolution": cfg.path_resolution, "single_piece_share": float(np.mean(flags))}
+    meshes, flags, rough = [], [], []
+    for seed in range(cfg.random_variants):
+        dec = decode(lib, random_code(lib, seed), resolution=cfg.path_resolution, detail=cfg.path_detail,
+                     normalized=True)
+        meshes.append(as_mesh(dec))
+        flags.append(one_closed_piece(meshes[-1]))
+        rough.append(roughness_deg(meshes[-1]))
+    if cfg.pictures and meshes:
+        render.strip_figure(images / "random_variants.png", f"random variants (seeds 0–{len(meshes) - 1}, {cfg.path_resolution}³)",
+                            [(f"seed {i}", m.vertices, m.faces) for i, m in enumerate(meshes[:8])])
+    return {"count": len(flags), "resolution": cfg.path_resolution, "single_piece_share": float(np.mean(flags)),
+            "components": [component_count(m.faces) for m in meshes], "roughness_deg": rough}
 
 
 def run(cfg: BenchConfig) -> dict:
@@ -396,7 +401,7 @@ def run(cfg: BenchConfig) -> dict:
     log(f"interpolation: {len(pairs)} pairs × {cfg.inbetweens} in-betweens at {cfg.path_resolution}^3 "
         f"(estimated {stages['interpolation'] / 60:.1f} min)")
     results["interpolation"] = interpolations(cfg, libs[OURS], pairs, pictures, images)
-    results["random_variants"] = random_variants(cfg, libs[OURS])
+    results["random_variants"] = random_variants(cfg, libs[OURS], images)
     if cfg.scaling:
         results["scaling"] = scaling(cfg, shapes, preset, per_shape, methods[OURS], samples_dir)
     if cfg.ablations:
