@@ -96,6 +96,10 @@ class StorageConfig(_Settings):
     feature_bits: int = _setting(8, 4, 16, "bits per stored feature: 4..8 (signed levels in int8) or 16 (float16)")
     zstd_level: int = _setting(19, 1, 22, "compression level of the stored blobs")
 
+    def __post_init__(self) -> None:
+        if self.feature_bits not in (4, 5, 6, 7, 8, 16):
+            raise ValueError(f"feature_bits must be 4..8 or 16, got {self.feature_bits!r}")
+
 
 @dataclass(frozen=True)
 class TrainConfig(_Settings):
@@ -105,14 +109,14 @@ class TrainConfig(_Settings):
     detail_steps: int | None = _setting(None, 1, 10_000_000, "detail-phase steps (None: scale with the stored nodes)")
     coarse_steps_base: int = _setting(600, 0, 10_000_000, "coarse steps whatever the collection size")
     coarse_steps_per_shape: int = _setting(300, 0, 1_000_000, "extra coarse steps per shape")
-    detail_visits: float = _setting(24.0, 0.1, 10_000, "times each stored node is visited in the detail phase")
+    detail_visits: float = _setting(60.0, 0.1, 10_000, "times each stored node is visited in the detail phase")
     band_batch: int = _setting(16384, 1, 10_000_000, "band-lattice samples per coarse step")
     point_batch: int = _setting(8192, 1, 10_000_000, "jittered/uniform samples per coarse step")
     detail_batch: int = _setting(65536, 8, 10_000_000, "band-lattice + near-surface samples per detail step")
     blend_fraction: float = _setting(0.25, 0, 1, "share of each coarse batch trained at blends of two codes")
     lr_network: float = _setting(2e-3, 0, 10)
     lr_code: float = _setting(2e-3, 0, 10)
-    lr_grid: float = _setting(0.05, 0, 100)
+    lr_grid: float = _setting(0.02, 0, 100)
     code_regularization: float = _setting(1e-4, 0, 10, "times mean |z|, ramped in over the first tenth")
     final_lr_fraction: float = _setting(0.05, 0, 1, "cosine decay of every learning rate down to this fraction")
     time_budget_s: float | None = _setting(None, 1e-3, 1e9, "if set, train for this long instead of by steps")

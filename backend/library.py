@@ -156,7 +156,7 @@ class Library:
             shapes = [ShapeEntry(s["name"], Normalization.from_dict(s["transform"]), str(s.get("source_sha256", "")),
                                  dict(s.get("stats", {}))) for s in meta["shapes"]]
             node_counts = [int(s.get("nodes", 0)) for s in meta["shapes"]]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise LibraryError(f"{path}: the library metadata is invalid ({exc})") from exc
         _check_declared_sizes(path, preset.model, len(shapes), node_counts)
         try:
@@ -217,8 +217,10 @@ def _check_declared_sizes(path: str | Path, config: ModelConfig, shape_count: in
             raise LibraryError(f"{path}: tensor {name} has no valid header entry")
         if shape is not None and tuple(declared["shape"]) != shape:
             raise LibraryError(f"{path}: tensor {name} has shape {tuple(declared['shape'])}, expected {shape}")
-        if shape is None and (declared.get("dtype") != "U8" or len(declared["shape"]) != 1):
-            raise LibraryError(f"{path}: tensor {name} must be a byte string (dtype U8), got {declared.get('dtype')}")
+        want = "U8" if shape is None else "F32"
+        if declared.get("dtype") != want or (shape is None and len(declared["shape"]) != 1):
+            raise LibraryError(f"{path}: tensor {name} has dtype {declared.get('dtype')}, expected {want}"
+                               + (" (a byte string)" if shape is None else ""))
     limit = config.grid_resolution**3
     if any(n < 0 or n > limit for n in node_counts):
         raise LibraryError(f"{path}: a shape declares more detail nodes than its {config.grid_resolution}^3 lattice has")

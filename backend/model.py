@@ -156,6 +156,7 @@ class DetailBranch(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.grid = ShapeGrids(config.grid_resolution, config.grid_channels)
+        self.skip_gain = 4 * 2.0 / (config.grid_resolution - 1)  #: four lattice voxels per unit of channel 0
         dims = [config.code_size + config.grid_channels + 3] + [config.detail_width] * config.detail_depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.out = nn.Linear(dims[-1], 1)
@@ -168,11 +169,15 @@ class DetailBranch(nn.Module):
         return self.from_features(z, x, feats), presence
 
     def from_features(self, z: torch.Tensor, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """The correction at x (B,) given interpolated features."""
+        """The correction at x (B,) given interpolated features.
+
+        The first channel also adds directly, in units of ``skip_gain``: a shape added to a frozen
+        library can then store any residual its code leaves, however far the frozen MLP's range is.
+        """
         h = torch.cat([z, feats, x], dim=1)
         for layer in self.layers:
             h = F.relu(layer(h))
-        return self.out(h).squeeze(1)
+        return self.out(h).squeeze(1) + self.skip_gain * feats[:, 0]
 
 
 class CompactSdf(nn.Module):

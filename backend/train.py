@@ -208,12 +208,16 @@ def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples]
                  reporter: Reporter, progress: tuple[int, int]) -> tuple[int, float]:
     """Fit the grids ``grids`` (and the detail MLP if ``train_mlp``) to the frozen coarse branch's residual.
 
-    ``z`` holds the frozen code of each sample set. Each batch is 7/8 stored nodes (what decoding at
+    Each node's first channel starts at its residual (through the skip of ``DetailBranch``), so
+    training refines an already exact lattice fit: the MLP and other channels learn what lies
+    between the nodes and what quantisation loses. ``z`` holds the frozen code of each sample set. Each batch is 7/8 stored nodes (what decoding at
     the grid's resolution reads) and 1/8 near-surface points between nodes (what other
     resolutions read). Returns (steps done, last loss).
     """
     detail = model.detail
     sets = _detail_sets(model, z, samples, grids, band_cells, reporter)
+    with torch.no_grad():  # start from the exact residual at every node, through the first channel's skip
+        detail.grid.features[sets[0].rows[:, 0], 0] = sets[0].residual / detail.skip_gain
     steps = config.detail_steps_for(len(sets[0].x))
     sizes = (config.detail_batch * 7 // 8, config.detail_batch // 8)
     features = detail.grid.features
