@@ -143,8 +143,9 @@ def _fit_grids(model: CompactSdf, codes: torch.Tensor, samples: list[ShapeSample
     cfg = spec.train
     budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
     total = cfg.coarse_steps_for(len(samples))
-    done, loss = train_detail(model, codes, samples, grids, cfg, band_cells=storage.band_cells, train_mlp=train_mlp,
-                              budget_s=budget, gen=gen, reporter=reporter, progress=(total, 2 * total))
+    done, loss = train_detail(model, codes, samples, grids, cfg, band_cells=storage.band_cells,
+                              feature_bits=storage.feature_bits, train_mlp=train_mlp, budget_s=budget, gen=gen,
+                              reporter=reporter, progress=(total, 2 * total))
     with torch.no_grad():
         for g in grids:
             rows = grid.shape_features(g)
@@ -266,7 +267,8 @@ def decode(
     else:
         details = [(row, library.codes[row], detail_strength(w, detail)) for row, w in weights.items()]
         details = [d for d in details if d[2] > 0]
-        volume, stats = blend_volume(library.model, code, details, resolution, band, reporter=reporter)
+        fields = [(library.codes[row], w) for row, w in weights.items()] if mode == "distance" and weights else [(code, 1.0)]
+        volume, stats = blend_volume(library.model, fields, details, resolution, band, reporter=reporter)
     reporter.report("decoding", 3, 3, message="marching cubes")
     V, F, N = marching_cubes(volume)
     stats["seconds"] = round(time.perf_counter() - start, 3)

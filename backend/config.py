@@ -142,11 +142,11 @@ class DecodeConfig(_Settings):
     preview_resolution: int = _setting(64, 16, 256, "lattice of live previews in the viewport")
     band: float = _setting(3.0, 1, 16, "detail band half-width around a blend's coarse surface, in voxels")
     detail: float = _setting(1.0, 0, 1, "detail dial of blends: 0 coarse shape only, 1 full detail")
-    mode: str = "slerp"  #: code blending, slerp or linear
+    mode: str = "slerp"  #: blending: slerp or linear (of codes), or distance (of the shapes' coarse fields)
     count: int = _setting(5, 2, 1000, "meshes along an interpolation path, endpoints included")
 
 
-BLEND_MODES = ("slerp", "linear")
+BLEND_MODES = ("slerp", "linear", "distance")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 * An **encoded shape** decodes from its own stored band: coarse + detail at every lattice node
   where its grid is present, and outside the band the sign its band's boundary votes for
   (``shape_volume``). Its surface can only appear where the shape stored nodes.
-* A **blend** or raw code has no band of its own: the coarse branch runs on a sparse lattice, then
+* A **blend** or raw code has no band of its own: the coarse field (the coarse branch at the
+  blended code, or the blend of the shapes' coarse distance fields) runs on a sparse lattice, then
   exactly near its zero set; the blended shapes' detail is added only within a few voxels of that
   surface, faded by the detail dial, and tapered over the band's outer voxel (``blend_volume``).
 
@@ -51,7 +52,7 @@ def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: 
                  reporter: Reporter | None = None) -> tuple[np.ndarray, dict]:
     """Fused SDF of an encoded shape on the ``resolution``^3 lattice, from its own stored band.
 
-    Nodes where the shape's grid is present (presence >= 1/2) get coarse + detail; every other
+    Nodes where the shape's grid is present (presence >= 1/2) get its band value; every other
     node lies in a region its band encloses, which takes the sign its band's boundary votes for.
     The surface therefore exists only inside the shape's stored band: no far-field specks, however
     the coarse branch behaves away from it.
@@ -68,8 +69,7 @@ def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: 
         reporter.check()
         x = points[start : start + _CHUNK]
         zs = z.expand(len(x), -1)
-        correction, presence[start : start + _CHUNK] = model.detail(shape, zs, x)
-        values[start : start + _CHUNK] = model.coarse(zs, x) + correction
+        values[start : start + _CHUNK], presence[start : start + _CHUNK] = model.detail(shape, zs, x)
     reporter.report("decoding", 2, 3, message="band")
     band = (presence >= 0.5).cpu().numpy()
     volume = fill_outside_band(candidates[band], values[torch.as_tensor(band, device=device)].cpu().numpy(),
@@ -124,22 +124,27 @@ def fill_outside_band(index: np.ndarray, values: np.ndarray, resolution: int, fi
 
 
 @torch.no_grad()
-def blend_volume(model: CompactSdf, code: torch.Tensor, details: list[tuple[int, torch.Tensor, float]], resolution: int,
-                 band: float = 3.0, stride: int = 4, reporter: Reporter | None = None) -> tuple[np.ndarray, dict]:
-    """Fused SDF of a code that is no single shape's (a blend or a raw code) on the lattice, and stats.
+def blend_volume(model: CompactSdf, codes: list[tuple[torch.Tensor, float]], details: list[tuple[int, torch.Tensor, float]],
+                 resolution: int, band: float = 3.0, stride: int = 4, reporter: Reporter | None = None) -> tuple[np.ndarray, dict]:
+    """Fused SDF of what is no single shape (a blend or a raw code) on the lattice, and stats.
 
-    The coarse branch runs on every ``stride``-th node, then exactly near its zero set; within
-    ``band`` voxels of that surface each of ``details`` — (grid, that shape's code, strength) — adds
-    its correction times its presence and strength, tapered over the band's outer voxel.
+    The coarse field is the weighted sum of the coarse branch at ``codes`` — (code, weight) pairs:
+    one code for a blend of codes, one per shape for a blend of distance fields. It runs on every
+    ``stride``-th node, then exactly near its zero set; within ``band`` voxels of that surface each
+    of ``details`` — (grid, that shape's code, strength) — adds its correction times its presence
+    and strength, tapered over the band's outer voxel.
     """
     reporter = reporter or Reporter()
-    device = code.device
-    z = code.reshape(1, -1)
+    device = codes[0][0].device
+
+    def coarse_field(points: torch.Tensor) -> torch.Tensor:
+        return sum(w * _evaluate(model.coarse, c.reshape(1, -1), points, reporter) for c, w in codes)  # type: ignore[return-value]
+
     h = lattice_spacing(resolution)
     n_coarse = (resolution - 1) // stride + 2
     axis = torch.arange(n_coarse, device=device) * stride
     coarse_ijk = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    coarse_sdf = _evaluate(model.coarse, z, coarse_ijk * h - 1.0, reporter)
+    coarse_sdf = coarse_field(coarse_ijk * h - 1.0)
     reporter.report("decoding", 1, 3, message="coarse lattice")
 
     full = (n_coarse - 1) * stride + 1
@@ -155,7 +160,7 @@ def blend_volume(model: CompactSdf, code: torch.Tensor, details: list[tuple[int,
     ijk = ijk[((ijk >= 0) & (ijk < resolution)).all(1)]
     index = (ijk[:, 0] * resolution + ijk[:, 1]) * resolution + ijk[:, 2]
     points = ijk.float() * h - 1.0
-    values = _evaluate(model.coarse, z, points, reporter)
+    values = coarse_field(points)
     reporter.report("decoding", 2, 3, message="band")
 
     in_band = values.abs() <= band * h
@@ -164,8 +169,8 @@ def blend_volume(model: CompactSdf, code: torch.Tensor, details: list[tuple[int,
         taper = ((band * h - values[in_band].abs()) / h).clamp(0, 1)
         for grid_index, grid_code, strength in details:
             def faded(zs: torch.Tensor, x: torch.Tensor, g: int = grid_index) -> torch.Tensor:
-                correction, presence = model.detail(g, zs, x)
-                return correction * presence
+                value, presence = model.detail(g, zs, x)  # that shape's detail over its own coarse shape
+                return (value - model.coarse(zs, x)) * presence
             values[in_band] += strength * taper * _evaluate(faded, grid_code.reshape(1, -1), points[in_band], reporter)
     volume.view(-1)[index] = values
     stats = {
@@ -196,16 +201,16 @@ def marching_cubes(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def blend_codes(codes: torch.Tensor, weights: np.ndarray, mode: str = "slerp") -> torch.Tensor:
-    """Blend codes (K, D) with weights (K,) summing to 1: ``linear`` or ``slerp``.
+    """Blend codes (K, D) with weights (K,) summing to 1: ``linear`` (also the nominal code of ``distance``) or ``slerp``.
 
     Spherical blending interpolates directions on the sphere and norms linearly (for two codes it
     is classic slerp); it avoids the shrunken, washed-out middle of linear blends.
     """
     w = torch.as_tensor(np.asarray(weights, dtype=np.float32), device=codes.device)
-    if mode == "linear":
+    if mode in ("linear", "distance"):  # "distance" blends fields, not codes; its nominal code is the linear one
         return (w[:, None] * codes).sum(0)
     if mode != "slerp":
-        raise ValueError(f"unknown blend mode {mode!r}; use linear or slerp")
+        raise ValueError(f"unknown blend mode {mode!r}; use slerp, linear or distance")
     norms = codes.norm(dim=1).clamp_min(1e-12)
     units = codes / norms[:, None]
     if len(codes) == 2:

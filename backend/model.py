@@ -4,9 +4,10 @@
   initialisation, so the untrained SDF is a sphere. Owns the whole cube and the latent space.
 * ``ShapeGrids`` + ``DetailBranch`` (overfitting): sparse feature grids on one shared lattice, each
   shape storing features only at its own nodes near its surface, read by trilinear interpolation;
-  a small MLP on [z, c(x), x], shared by all shapes, turns features into a correction. Where a
-  shape has no nodes its correction has zero presence: the grid never acts in the far field, and
-  one shape's detail never leaks into another's.
+  a small MLP on [z, c(x), x], shared by all shapes, turns features into the signed distance in
+  the band (feature channel 0 holds it directly, the MLP refines it). Where a shape has no nodes
+  its presence is zero and the coarse branch alone speaks: the grid never acts in the far field,
+  and one shape's detail never leaks into another's.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class DetailBranch(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.grid = ShapeGrids(config.grid_resolution, config.grid_channels)
-        self.skip_gain = 4 * 2.0 / (config.grid_resolution - 1)  #: four lattice voxels per unit of channel 0
+        self.skip_gain = 4 * 2.0 / (config.grid_resolution - 1)  #: channel 0 counts in units of four lattice voxels
         dims = [config.code_size + config.grid_channels + 3] + [config.detail_width] * config.detail_depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.out = nn.Linear(dims[-1], 1)
@@ -164,15 +165,17 @@ class DetailBranch(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, shape: int, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Correction (B,) of ``shape`` at x, and its node presence (B,): 0 where it has no nodes."""
+        """The band value (B,) of ``shape`` at x, and its node presence (B,): 0 where it has no nodes."""
         feats, presence = self.grid.lookup(*self.grid.corners(shape, x))
         return self.from_features(z, x, feats), presence
 
     def from_features(self, z: torch.Tensor, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """The correction at x (B,) given interpolated features.
+        """The signed distance inside the stored band (B,) given interpolated features.
 
-        The first channel also adds directly, in units of ``skip_gain``: a shape added to a frozen
-        library can then store any residual its code leaves, however far the frozen MLP's range is.
+        Channel 0 holds the distance itself (in units of ``skip_gain``); the MLP on [z, c, x] adds
+        what channel 0's quantisation and trilinear reading lose. Inside its band a shape therefore
+        never depends on the coarse branch: shapes added through frozen networks are as exact as
+        shapes trained with them.
         """
         h = torch.cat([z, feats, x], dim=1)
         for layer in self.layers:
@@ -190,9 +193,12 @@ class CompactSdf(nn.Module):
         self.detail = DetailBranch(config) if config.detail else None
 
     def forward(self, shape: int, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(coarse prediction, fused prediction) of grid ``shape`` with codes z (B, D) at points x (B, 3)."""
+        """(coarse prediction, fused prediction) of grid ``shape`` with codes z (B, D) at points x (B, 3).
+
+        Fused: the band value where the shape's grid is present, fading to the coarse branch where it is not.
+        """
         coarse = self.coarse(z, x)
         if self.detail is None:
             return coarse, coarse
-        correction, presence = self.detail(shape, z, x)
-        return coarse, coarse + presence * correction
+        value, presence = self.detail(shape, z, x)
+        return coarse, coarse + presence * (value - coarse)

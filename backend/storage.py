@@ -1,8 +1,9 @@
 """Compact storage of each shape's detail: node masks and quantised features, zstd-compressed.
 
 A shape's stored nodes are a bit mask over the grid lattice (``np.packbits`` in linear-index
-order); its features are rounded to signed 8-bit integers with one scale per channel (or kept as
-float16), in node order. Both blobs are zstd-compressed. Decompression is bounded by sizes known
+order); its features are rounded to at most 8-bit signed integers with one scale per channel,
+stored channel by channel as differences along node order (or kept as float16). Both blobs are
+zstd-compressed. Decompression is bounded by sizes known
 before anything is allocated, so a forged blob cannot exhaust memory.
 """
 
@@ -48,8 +49,23 @@ def pack_shape(keys: np.ndarray, features: torch.Tensor, resolution: int, bits: 
     values, scales = quantize(features, bits)
     compressor = zstandard.ZstdCompressor(level=level)
     return {"nodes": np.frombuffer(compressor.compress(np.packbits(mask).tobytes()), np.uint8),
-            "features": np.frombuffer(compressor.compress(values.tobytes()), np.uint8),
+            "features": np.frombuffer(compressor.compress(_delta(values).tobytes()), np.uint8),
             "scales": scales}
+
+
+def _delta(values: np.ndarray) -> np.ndarray:
+    """Integer features as channel-planar differences along node order (wrapping int8), which the
+    compressor packs far tighter: neighbouring nodes hold similar values. float16 stays as is."""
+    if values.dtype != np.int8:
+        return values
+    planes = np.ascontiguousarray(values.T).view(np.uint8)
+    return np.diff(planes, axis=1, prepend=np.zeros((len(planes), 1), np.uint8))
+
+
+def _undelta(stored: np.ndarray, count: int, channels: int) -> np.ndarray:
+    """The inverse of ``_delta`` for ``count`` nodes of int8 features."""
+    planes = np.cumsum(stored.reshape(channels, count), axis=1, dtype=np.uint8)
+    return np.ascontiguousarray(planes.view(np.int8).T)
 
 
 def _decompress(blob: np.ndarray, size: int, what: str) -> bytes:
@@ -77,7 +93,8 @@ def unpack_shape(stored: dict[str, np.ndarray], resolution: int, channels: int, 
         raise LibraryError(f"{what} has {len(keys)} nodes, its metadata says {node_count}")
     dtype = np.float16 if bits == 16 else np.int8
     raw = _decompress(stored["features"], node_count * channels * np.dtype(dtype).itemsize, f"{what} features")
-    values = np.frombuffer(raw, dtype).reshape(node_count, channels)
+    values = np.frombuffer(raw, dtype)
+    values = _undelta(values, node_count, channels) if dtype == np.int8 else values.reshape(node_count, channels)
     scales = stored["scales"]
     if scales.shape != (channels,) or scales.dtype != np.float32 or not np.all(np.isfinite(scales)):
         raise LibraryError(f"{what} feature scales are invalid")

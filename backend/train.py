@@ -4,14 +4,16 @@
    surface points, uniform points), with the paper's code regulariser. A share of each batch is
    taught at blends of two shapes' codes against the blend of their distances, so the space
    between the codes is trained too (clean in-betweens).
-2. **Detail phase**: codes and the coarse branch are frozen, their prediction is computed once
-   at every detail sample, and each shape's own grid (plus the shared detail MLP) learns the
-   residual with large batches and sparse updates (SparseAdam touches only the rows a batch used).
+2. **Detail phase**: each shape's own grid stores the exact distance of its band nodes in feature
+   channel 0 (rounded as it will be stored); the other channels and the shared detail MLP learn
+   what rounding and reading between nodes lose, with large batches and sparse updates
+   (SparseAdam touches only the rows a batch used).
 
 Steps scale with the collection: the coarse phase with the number of shapes, the detail phase
 with the number of stored nodes, so every shape gets the same training whatever the library size.
 Adding shapes fits each new code with the coarse branch frozen (``fit_code``), then trains only
-the new shapes' grids with the detail MLP frozen: the old shapes do not change at all.
+the new shapes' grids with the detail MLP frozen: the old shapes do not change at all, and the
+new ones are as exact inside their bands as shapes trained with the networks.
 """
 
 from __future__ import annotations
@@ -163,11 +165,11 @@ def stored_band(samples: ShapeSamples, resolution: int, band_cells: float) -> tu
 
 
 class _DetailSet:
-    """Detail samples of one kind with precomputed grid rows/weights and the coarse residual."""
+    """Detail samples of one kind with precomputed grid rows/weights and exact distances."""
 
-    def __init__(self, z_index: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, rows: torch.Tensor,
+    def __init__(self, z_index: torch.Tensor, x: torch.Tensor, sdf: torch.Tensor, rows: torch.Tensor,
                  weights: torch.Tensor) -> None:
-        self.z_index, self.x, self.residual, self.rows, self.weights = z_index, x, residual, rows, weights
+        self.z_index, self.x, self.sdf, self.rows, self.weights = z_index, x, sdf, rows, weights
         self.order, self.cursor = torch.zeros(0, dtype=torch.int64), 0
 
     def draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -178,15 +180,15 @@ class _DetailSet:
         return self.order[self.cursor - n : self.cursor]
 
 
-def _detail_sets(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], grids: list[int],
-                 band_cells: float, reporter: Reporter) -> tuple[_DetailSet, _DetailSet]:
+def _detail_sets(model: CompactSdf, samples: list[ShapeSamples], grids: list[int], band_cells: float,
+                 reporter: Reporter) -> tuple[_DetailSet, _DetailSet]:
     """(stored nodes, near-surface points) of the shapes with grids ``grids``, ready for detail steps.
 
     A stored node reads only its own row (trilinear weights are one-hot there), which makes a node
     sample 8 times cheaper than an off-lattice point. Near points outside half the stored band
     (presence below 1/2) are left out: decoding never reads the grid there.
     """
-    grid, res, device = model.detail.grid, model.config.grid_resolution, z.device
+    grid, res, device = model.detail.grid, model.config.grid_resolution, model.detail.out.weight.device
     parts: dict[str, list[list[torch.Tensor]]] = {"nodes": [], "near": []}
     for i, (s, g) in enumerate(zip(samples, grids)):
         reporter.check()
@@ -198,51 +200,73 @@ def _detail_sets(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples]
                   grid.rows_at(g, torch.as_tensor(index).to(device))[:, None], torch.ones(len(index), 1, device=device)),
                  ("near", near[keep], torch.as_tensor(s.points_sdf[: s.near_count]).to(device)[keep], rows[keep], weights[keep]))
         for key, x, target, r, w in kinds:
-            residual = target - coarse_at(model, z[i : i + 1], x)
-            parts[key].append([torch.full((len(x),), i, dtype=torch.int64, device=device), x, residual, r, w])
+            parts[key].append([torch.full((len(x),), i, dtype=torch.int64, device=device), x, target, r, w])
     return tuple(_DetailSet(*(torch.cat(col) for col in zip(*parts[k]))) for k in ("nodes", "near"))  # type: ignore[return-value]
 
 
-def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], grids: list[int], config: TrainConfig,
-                 *, band_cells: float, train_mlp: bool, budget_s: float | None, gen: torch.Generator,
-                 reporter: Reporter, progress: tuple[int, int]) -> tuple[int, float]:
-    """Fit the grids ``grids`` (and the detail MLP if ``train_mlp``) to the frozen coarse branch's residual.
+def _store_first_channel(model: CompactSdf, nodes: _DetailSet, grids: list[int], bits: int) -> None:
+    """Channel 0 of every node := its exact distance, rounded as it will be stored (see ``storage``)."""
+    from .storage import round_trip
 
-    Each node's first channel starts at its residual (through the skip of ``DetailBranch``), so
-    training refines an already exact lattice fit: the MLP and other channels learn what lies
-    between the nodes and what quantisation loses. ``z`` holds the frozen code of each sample set. Each batch is 7/8 stored nodes (what decoding at
-    the grid's resolution reads) and 1/8 near-surface points between nodes (what other
-    resolutions read). Returns (steps done, last loss).
+    grid = model.detail.grid
+    with torch.no_grad():
+        grid.features[nodes.rows[:, 0], 0] = nodes.sdf / model.detail.skip_gain
+        for g in grids:
+            rows = grid.shape_features(g)
+            rows[:, :1] = round_trip(rows[:, :1], bits).to(rows.device)
+
+
+def _frozen_first_channel(grad: torch.Tensor) -> torch.Tensor:
+    """A sparse gradient with channel 0 zeroed (channel 0 keeps its stored value)."""
+    grad = grad.coalesce()
+    values = grad.values().clone()
+    values[:, 0] = 0
+    return torch.sparse_coo_tensor(grad.indices(), values, grad.shape, check_invariants=False, is_coalesced=True)
+
+
+def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], grids: list[int], config: TrainConfig,
+                 *, band_cells: float, feature_bits: int, train_mlp: bool, budget_s: float | None, gen: torch.Generator,
+                 reporter: Reporter, progress: tuple[int, int]) -> tuple[int, float]:
+    """Fit the grids ``grids`` (and the detail MLP if ``train_mlp``) to the exact distance in each stored band.
+
+    Channel 0 of every node is set to its distance, already rounded to ``feature_bits``, and kept;
+    the other channels and the MLP learn what that rounding and trilinear reading between nodes
+    lose. ``z`` holds the frozen code of each sample set. Each batch is 7/8 stored nodes (what
+    decoding at the grid's resolution reads) and 1/8 near-surface points between nodes (what
+    other resolutions read). Returns (steps done, last loss).
     """
     detail = model.detail
-    sets = _detail_sets(model, z, samples, grids, band_cells, reporter)
-    with torch.no_grad():  # start from the exact residual at every node, through the first channel's skip
-        detail.grid.features[sets[0].rows[:, 0], 0] = sets[0].residual / detail.skip_gain
+    sets = _detail_sets(model, samples, grids, band_cells, reporter)
+    _store_first_channel(model, sets[0], grids, feature_bits)
     steps = config.detail_steps_for(len(sets[0].x))
     sizes = (config.detail_batch * 7 // 8, config.detail_batch // 8)
     features = detail.grid.features
+    hook = features.register_hook(_frozen_first_channel)
     optimizers: list[torch.optim.Optimizer] = [torch.optim.SparseAdam([features], lr=config.lr_grid)]
     base = [[config.lr_grid]]
     if train_mlp:
         optimizers.append(torch.optim.Adam([p for p in detail.parameters() if p is not features], lr=config.lr_network))
         base.append([config.lr_network])
     loss, done = torch.zeros(()), 0
-    for step, frac in schedule(steps, budget_s):
-        cosine_decay(optimizers, base, frac, config.final_lr_fraction)
-        done += 1
-        loss = torch.zeros(())
-        for part, n in zip(sets, sizes):
-            i = part.draw(min(n, len(part.x)), gen) if len(part.x) else part.order[:0]
-            feats, _ = detail.grid.lookup(part.rows[i], part.weights[i])
-            pred = detail.from_features(z[part.z_index[i]], part.x[i], feats)
-            loss = loss + (pred - part.residual[i]).abs().sum() / config.detail_batch
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in optimizers:
-            opt.step()
-        if step % 10 == 0:
-            reporter.report("training detail", progress[0] + int(frac * (progress[1] - progress[0])), progress[1], loss.item())
+    try:
+        for step, frac in schedule(steps, budget_s):
+            cosine_decay(optimizers, base, frac, config.final_lr_fraction)
+            done += 1
+            loss = torch.zeros(())
+            for part, n in zip(sets, sizes):
+                i = part.draw(min(n, len(part.x)), gen) if len(part.x) else part.order[:0]
+                feats, _ = detail.grid.lookup(part.rows[i], part.weights[i])
+                pred = detail.from_features(z[part.z_index[i]], part.x[i], feats)
+                loss = loss + (pred - part.sdf[i]).abs().sum() / config.detail_batch
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+            if step % 10 == 0:
+                reporter.report("training detail", progress[0] + int(frac * (progress[1] - progress[0])), progress[1], loss.item())
+    finally:
+        hook.remove()
     return done, loss.item()
 
 
