@@ -71,14 +71,16 @@ def headline_table(results: dict) -> str:
 def _per_shape_table(results: dict) -> str:
     cats = results.get("categories", {})
     rows = []
+    grid = "grid-only" in results["methods"]
     for shape, r in results["per_shape"].items():
         o = r["ours"]
         rows.append([shape, ", ".join(cats.get(shape, [])) or "—", _sci(r["oracle"]["cd_l1"]), _sci(o["cd_l1"]), _sci(o["cd_l2"]),
                      _f(o["f_0.005"]), _f(o["f_0.01"]), _f(o["nc"]), _sci(o["hd"]), _f(o["fidelity_ratio"], 2),
                      f"{o['components']} / {r['oracle']['components']}", "yes" if o["closed"] else "no",
-                     _sci(r["generalization-only"]["cd_l1"]), _sci(r["grid-only"]["cd_l1"]), _f(o["decode_s"], 2)])
+                     _sci(r["generalization-only"]["cd_l1"])] + ([_sci(r["grid-only"]["cd_l1"])] if grid else [])
+                    + [_f(o["decode_s"], 2)])
     header = ["shape", "category", "oracle CD-L1", "CD-L1", "CD-L2", "F@0.005", "F@0.01", "NC", "HD", "fidelity ratio",
-              "components (ours / oracle)", "closed", "gen.-only CD-L1", "grid-only CD-L1", "decode s"]
+              "components (ours / oracle)", "closed", "gen.-only CD-L1"] + (["grid-only CD-L1"] if grid else []) + ["decode s"]
     return _table(header, rows)
 
 
@@ -113,7 +115,9 @@ def _targets(results: dict, means: dict[str, dict]) -> list[str]:
                   f"- Old shapes move ≤ 2 %: max CD-L1 change **{100 * a['max_old_cd_change']:.2f} %**, "
                   f"{_verdict(a['max_old_cd_change'] <= 0.02)}.",
                   f"- New shape ratio ≤ 1.5: **{a['new']['fidelity_ratio']:.2f}**, {_verdict(a['new']['fidelity_ratio'] <= 1.5)}."]
-    lines.append(f"- (issue 5) Ours vs generalization-only at equal code size and training time: {gen:.2f}× lower mean CD-L1.")
+    trained = results["methods"]["generalization-only"].get("trained", True)
+    lines.append("- (issue 5) Ours vs generalization-only " + ("at equal code size and training time" if trained else
+                 "(the same library decoded with detail 0: coarse branch alone, same codes)") + f": {gen:.2f}× lower mean CD-L1.")
     i = results["interpolation"]["summary"]
     if i["pairs"]:
         scope9 = f"{i['pairs']} pairs" + ("" if i["pairs"] == 136 else " (the target is stated for all 136 pairs of the 17 shapes)")
@@ -143,7 +147,8 @@ def markdown(results: dict) -> str:
     cfg, mach, methods = results["config"], results["machine"], results["methods"]
     means = _means(results)
     n = len(results["per_shape"])
-    ours, grid = methods["ours"], methods["grid-only"]
+    ours, grid = methods["ours"], methods.get("grid-only")
+    trained = methods["generalization-only"].get("trained", True)
     steps = (f"{cfg['steps']} steps per phase" if cfg["steps"] else f"training budget {cfg['budget_s']:.0f} s"
              if cfg["budget_s"] else "the engine's collection-scaled schedule")
     lines = [
@@ -159,14 +164,22 @@ def markdown(results: dict) -> str:
          f"sampling the {results.get('uncached', '?')} shapes not in the sample cache") + ").",
         f"- Metrics as in DESIGN §3: normalised frame (longest side 1.8), {cfg['samples']:,} surface samples, point-to-mesh "
         f"distances; decoding and oracle at {cfg['resolution']}³; fidelity ratio = CD-L1 ÷ oracle CD-L1.",
-        "- Bytes per shape: ours and generalization-only = the saved `.csdf` library file ÷ shapes (codes, shared "
-        "networks, each shape's compressed detail, metadata); grid-only = raw float32 tensors ÷ shapes; decimated = "
-        "float32 vertices + int32 faces; Draco = the encoded buffer; narrow band = the two zstd blobs.",
-        "- Baselines: *generalization-only* = our model without the detail branch (DeepSDF-style), same code "
-        f"size, trained for the same wall-clock time as ours ({ours['train_s']:.0f} s); *grid-only* = one dense shared "
-        f"feature grid ({grid['grid_resolution']}³ = {grid['grid_nodes']:,} nodes, about our {ours['stored_nodes']:,} stored "
-        "nodes in all, capped) read by an MLP on [code, features, x], no coarse branch, trained on every sample for the "
-        "same time; *decimated @ B* = quadric decimation (fast-simplification) of the source mesh until it fits B bytes "
+        "- Bytes per shape: ours" + (" and generalization-only" if trained else "") + " = the saved `.csdf` library file "
+        "÷ shapes (codes, shared networks, each shape's compressed detail, metadata); "
+        + ("grid-only = raw float32 tensors ÷ shapes; " if grid else "")
+        + ("" if trained else "generalization-only = its code + the coarse branch's float32 weights ÷ shapes; ")
+        + "decimated = float32 vertices + int32 faces; Draco = the encoded buffer; narrow band = the two zstd blobs.",
+        "- Baselines: "
+        + ("*generalization-only* = our model without the detail branch (DeepSDF-style), same code "
+           f"size, trained for the same wall-clock time as ours ({ours['train_s']:.0f} s); " if trained else
+           "*generalization-only* (DeepSDF-style) = our own library decoded with `detail=0`: the coarse branch alone, "
+           f"with the same codes and the coarse phase's share of our training ({ours['coarse_steps']} coarse steps), "
+           "no extra training; ")
+        + (f"*grid-only* = one dense shared feature grid ({grid['grid_resolution']}³ = {grid['grid_nodes']:,} nodes, about "
+           f"our {ours['stored_nodes']:,} stored nodes in all, capped) read by an MLP on [code, features, x], no coarse "
+           "branch, trained on every sample for the same time; " if grid else
+           "(grid-only is trained only with `--trained-baselines`); ")
+        + "*decimated @ B* = quadric decimation (fast-simplification) of the source mesh until it fits B bytes "
         "(the source itself if it fits); *Draco k bits* = DracoPy, compression level 10, k quantisation bits, decoded "
         f"and measured; *narrow band r³* = the exact SDF as float16 at every node of the r³ lattice within ±"
         f"{cfg['narrow_band_voxels']:g} voxels of the surface plus a packbits node mask, both zstd-compressed (level 19), "
@@ -202,9 +215,15 @@ def markdown(results: dict) -> str:
         a = results["add_remove"]
         rows = [[s, _sci(a["old_before"][s]["cd_l1"]), _sci(a["old_after"][s]["cd_l1"]), f"{100 * a['old_cd_change'][s]:.3f} %"]
                 for s in a["old_before"]]
+        how = (f"A mesh the library does not hold, `{a['shape']}` ({a.get('source', '')}"
+               + (": the collection mesh twisted about its bounding box's vertical axis, 90° over its height"
+                  if str(a.get("source", "")).startswith("twist:") else "")
+               + f", {a.get('new_faces', 0):,} faces; oracle CD-L1 {_sci(a['new_oracle']['cd_l1'])}), added to the main "
+               f"{a['old_shapes']}-shape library; the old shapes' rows before the add are the main rows"
+               if a.get("mode") == "new mesh" else
+               f"A second library encoded from the other {a['old_shapes']} shapes ({a['base_encode_wall_s']:.0f} s wall)")
         lines += ["## Add and remove", "",
-                  f"A second library encoded from the other {a['old_shapes']} shapes ({a['base_encode_wall_s']:.0f} s wall); "
-                  f"then `api.encode({{{a['shape']!r}: mesh}}, library=lib)` in a fresh process with no sample cache "
+                  how + f"; then `api.encode({{{a['shape']!r}: mesh}}, library=lib)` in a fresh process with no sample cache "
                   f"(sampling included): **{a['add_wall_s']:.1f} s** wall ({a['add_train_s']:.1f} s training), "
                   f"{a['add_wall_s'] / ours['encode_wall_s']:.3f} × the full {n}-shape encode ({ours['encode_wall_s']:.0f} s). "
                   f"The added shape: CD-L1 {_sci(a['new']['cd_l1'])}, fidelity ratio {a['new']['fidelity_ratio']:.2f}, "

@@ -1,10 +1,12 @@
 """``python -m bench.run [--quick] [--scaling] [--all-pairs] [--sizes ...] ...``: the benchmark of issues 5, 8 and 9.
 
 Stages: oracle meshes → our joint encode (and one per extra size setting) → baselines
-(generalization-only and grid-only with ours' training time; quadric decimation, Draco and a
-narrow-band SDF grid per shape) → per-shape decode and metrics (+ pictures) → rate–distortion →
-add / remove timings against the full encode → interpolation paths → random variants → optional
-scaling and ablations → Markdown/CSV/JSON.
+(generalization-only = our library decoded with detail 0, i.e. the coarse branch alone with the
+same codes; with ``--trained-baselines`` generalization-only and grid-only trained for ours' time;
+quadric decimation, Draco and a narrow-band SDF grid per shape) → per-shape decode and metrics
+(+ pictures) → rate–distortion → adding a new mesh (by default a twisted collection mesh) to the
+main library, timed against the full encode, and removing it → interpolation paths → random
+variants → optional scaling and ablations → Markdown/CSV/JSON.
 """
 
 from __future__ import annotations
@@ -56,6 +58,44 @@ def load_shapes(cfg: BenchConfig) -> dict[str, Mesh]:
     if missing:
         raise SystemExit(f"no mesh named {', '.join(missing)} in {cfg.meshes}")
     return {n: load_mesh(files[n]) for n in sorted(names)}
+
+
+def twisted(mesh: Mesh, turn_deg: float = 90.0) -> Mesh:
+    """``mesh`` twisted about its bounding box's vertical (y) axis: each vertex rotated about the
+    vertical line through the box's x–z centre by an angle proportional to its height above the
+    box's bottom, ``turn_deg`` over the full height. Deterministic; faces unchanged."""
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    lo, hi = v.min(0), v.max(0)
+    centre = (lo + hi) / 2
+    angle = np.deg2rad(turn_deg) * (v[:, 1] - lo[1]) / max(hi[1] - lo[1], 1e-12)
+    x, z = v[:, 0] - centre[0], v[:, 2] - centre[2]
+    c, s = np.cos(angle), np.sin(angle)
+    out = v.copy()
+    out[:, 0] = centre[0] + c * x + s * z
+    out[:, 2] = centre[2] - s * x + c * z
+    return Mesh(out, np.asarray(mesh.faces))
+
+
+def load_add_mesh(cfg: BenchConfig, shapes: Mapping[str, Mesh]) -> tuple[str, Mesh] | None:
+    """The mesh ``--add-mesh`` names: ``twist:NAME`` (collection mesh NAME, twisted: ``NAME_twisted``)
+    or a mesh file (named by its stem); None for ''."""
+    spec = cfg.add_mesh
+    if not spec:
+        return None
+    if spec.startswith("twist:"):
+        source = spec.split(":", 1)[1]
+        files = {p.stem: p for p in cfg.meshes.iterdir() if p.suffix.lower() in MESH_SUFFIXES}
+        if source not in shapes and source not in files:
+            raise SystemExit(f"--add-mesh {spec}: no mesh named {source} in {cfg.meshes}")
+        name, mesh = f"{source}_twisted", twisted(shapes[source] if source in shapes else load_mesh(files[source]))
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise SystemExit(f"--add-mesh {spec}: no such file (give a mesh file or twist:NAME)")
+        name, mesh = path.stem, load_mesh(path)
+    if name in shapes:
+        raise SystemExit(f"--add-mesh {spec}: the library already has a shape named {name}")
+    return name, mesh
 
 
 def size_label(size: str) -> str:
@@ -148,9 +188,21 @@ def evaluate_library(lib: Library, shapes: Mapping[str, Mesh], oracle_cd: Mappin
     return rows, meshes
 
 
+def coarse_info(lib: Library, ours: dict) -> dict:
+    """Generalization-only as ours decoded with detail 0: codes and the coarse branch, no grids or
+    detail MLP (bytes = code + coarse network float32 ÷ shapes), ours' coarse phase of training."""
+    coarse = sum(p.numel() * 4 for p in lib.model.coarse.parameters())
+    n = len(lib.names)
+    return {"bytes_per_shape": lib.code_bytes() + coarse / n, "file_bytes": n * lib.code_bytes() + coarse,
+            "file_measured": False, "code_bytes": lib.code_bytes(), "bytes_shared": coarse, "nodes_per_shape": 0.0,
+            "stored_nodes": 0, "coarse_steps": ours["coarse_steps"], "detail_steps": 0, "preset": ours["preset"],
+            "device": ours["device"], "shapes": n, "decode_detail": 0.0, "trained": False}
+
+
 def train_methods(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, samples_dir: Path,
                   libraries: Path) -> tuple[dict, dict]:
-    """Ours, then generalization-only and grid-only for the training time ours used; (info, libraries)."""
+    """Ours; generalization-only = ours decoded with detail 0 (``--trained-baselines``: it and
+    grid-only trained for the training time ours used); (info, libraries)."""
     log(f"encoding (ours, size {cfg.size})")
     # fresh samples: the wall time includes sampling, as a user's first encode does (the later
     # encodes of the run read, or fill, the sample cache; sampling is deterministic per seed)
@@ -159,13 +211,16 @@ def train_methods(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, 
     info = {OURS: encode_info(ours, libraries / f"ours-{cfg.size}.csdf") | {"size": cfg.size}}
     budget = info[OURS]["train_s"]
     log(f"ours: {info[OURS]['coarse_steps']} + {info[OURS]['detail_steps']} steps in {budget:.0f} s "
-        f"(wall {info[OURS]['encode_wall_s']:.0f} s), {info[OURS]['bytes_per_shape'] / 1e3:.0f} kB per shape; "
-        f"baselines get {budget:.0f} s of training each")
+        f"(wall {info[OURS]['encode_wall_s']:.0f} s), {info[OURS]['bytes_per_shape'] / 1e3:.0f} kB per shape"
+        + (f"; baselines get {budget:.0f} s of training each" if cfg.trained_baselines else ""))
+    if not cfg.trained_baselines:
+        info[GEN] = coarse_info(ours.value, info[OURS])
+        return info, {OURS: ours.value, GEN: ours.value}
     # encode() gives the coarse phase half of a time budget (the detail phase the other half); a
     # model without detail has only the coarse phase, so it gets twice the budget to train as long as ours
     gen = isolated(encode, shapes, preset=generalization_only(with_training(preset, time_budget_s=2 * budget)),
                    seed=cfg.seed, device=cfg.device, cache_dir=samples_dir)
-    info[GEN] = encode_info(gen, libraries / "generalization-only.csdf")
+    info[GEN] = encode_info(gen, libraries / "generalization-only.csdf") | {"trained": True}
     grid_res = grid_only_resolution(info[OURS]["stored_nodes"], cfg.grid_only_cap)
     log(f"grid-only baseline: dense {grid_res}^3 grid")
     grid = isolated(encode_grid_only, shapes, preset, grid_res, budget, cfg.seed, samples_dir)
@@ -185,7 +240,7 @@ def measure_shapes(cfg: BenchConfig, shapes: Mapping[str, Mesh], libs: Mapping[s
         ocd = per_shape[name][ORACLE]["cd_l1"]
         meshes = {ORACLE: oracles[name]}
         for method, lib in libs.items():
-            dec = decode(lib, name, resolution=cfg.resolution, band=cfg.band)
+            dec = decode(lib, name, resolution=cfg.resolution, band=cfg.band, detail=methods[method].get("decode_detail", 1.0))
             meshes[method] = as_mesh(dec)
             per_shape[name][method] = fidelity(gt, meshes[method], ocd, cfg.samples, cfg.seed) | {
                 "decode_s": dec.stats["seconds"], "detail_fraction": dec.stats["detail_fraction"],
@@ -278,10 +333,38 @@ def add_remove(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, new
     removed = remove(added.value, [new])
     remove_s = time.perf_counter() - start
     unchanged = all(torch.equal(removed.codes[removed.index(n)], base.value.codes[base.value.index(n)]) for n in old)
-    return {"shape": new, "old_shapes": len(old), "base_encode_wall_s": round(base.seconds, 2),
+    return {"shape": new, "mode": "hold-out", "old_shapes": len(old), "base_encode_wall_s": round(base.seconds, 2),
             "add_wall_s": round(added.seconds, 2), "add_train_s": added.value.history[-1]["seconds"],
             "add_peak_mb": round(added.peak_mb, 1), "new": after[new],
             "old_before": before, "old_after": {n: after[n] for n in old}, "old_cd_change": change,
+            "max_old_cd_change": float(max(change.values())) if change else 0.0,
+            "remove_s": round(remove_s, 4), "remove_keeps_old_codes": bool(unchanged),
+            "file_bytes_after_add": file_bytes(added.value), "file_bytes_after_remove": file_bytes(removed)}
+
+
+def add_new_mesh(cfg: BenchConfig, shapes: Mapping[str, Mesh], lib: Library, ours_info: dict, new: str, mesh: Mesh,
+                 per_shape: Mapping[str, Mapping[str, dict]]) -> dict:
+    """Add a mesh the library does not hold to the main library (fresh process, no sample cache:
+    sampling included), decode the old shapes again (their rows before the add are the main rows)
+    and the new one against its oracle; then remove it. Times, the new shape's metrics, old shapes' change."""
+    log(f"add/remove: adding {new} ({len(mesh.faces):,} faces) to the {len(shapes)}-shape library")
+    added = isolated(encode, {new: mesh}, library=lib, seed=cfg.seed, device=cfg.device, cache_dir=None)
+    log(f"add/remove: added in {added.seconds:.1f} s wall ({added.seconds / ours_info['encode_wall_s']:.3f} × the full encode)")
+    before = per_shape_of(per_shape, OURS)
+    oracle_mesh = oracle(mesh, cfg.resolution, cfg.cache / "bench")
+    new_oracle = fidelity(mesh, oracle_mesh, None, cfg.samples, cfg.seed)
+    after, _ = evaluate_library(added.value, {**shapes, new: mesh}, {**{n: per_shape[n][ORACLE]["cd_l1"] for n in shapes},
+                                                                     new: new_oracle["cd_l1"]}, cfg)
+    change = {n: abs(after[n]["cd_l1"] - before[n]["cd_l1"]) / before[n]["cd_l1"] for n in shapes}
+    start = time.perf_counter()
+    removed = remove(added.value, [new])
+    remove_s = time.perf_counter() - start
+    unchanged = all(torch.equal(removed.codes[removed.index(n)], lib.codes[lib.index(n)]) for n in shapes)
+    return {"shape": new, "source": cfg.add_mesh, "mode": "new mesh", "old_shapes": len(shapes),
+            "base_encode_wall_s": ours_info["encode_wall_s"], "new_faces": int(len(mesh.faces)),
+            "add_wall_s": round(added.seconds, 2), "add_train_s": added.value.history[-1]["seconds"],
+            "add_peak_mb": round(added.peak_mb, 1), "new": after[new], "new_oracle": new_oracle,
+            "old_before": {n: before[n] for n in shapes}, "old_after": {n: after[n] for n in shapes}, "old_cd_change": change,
             "max_old_cd_change": float(max(change.values())) if change else 0.0,
             "remove_s": round(remove_s, 4), "remove_keeps_old_codes": bool(unchanged),
             "file_bytes_after_add": file_bytes(added.value), "file_bytes_after_remove": file_bytes(removed)}
@@ -310,7 +393,7 @@ def interpolations(cfg: BenchConfig, lib: Library, pairs: list[tuple[str, str]],
             render.strip_figure(images / f"interpolation_{a}_{b}.png", f"{a} → {b} (slerp, detail {cfg.path_detail:g}, {res}³)",
                                 [(f"t = {t:.2f}", m.vertices, m.faces) for t, m in zip(path.weights, path.meshes)])
     timing: dict[str, list[float]] = {}
-    for a, b in pictures or pairs[:1]:
+    for a, b in (pictures or pairs[:1])[: cfg.timing_pairs]:
         for r in cfg.timing_resolutions:
             dec = decode(lib, {a: 0.5, b: 0.5}, resolution=r, band=cfg.band, detail=cfg.path_detail, normalized=True)
             timing.setdefault(str(r), []).append(dec.stats["seconds"])
@@ -362,19 +445,23 @@ def run(cfg: BenchConfig) -> dict:
     shapes = load_shapes(cfg)
     names = list(shapes)
     preset = cfg.preset_for()
-    new = (cfg.add_shape or names[-1]) if cfg.add_shape != "" and len(names) > 1 else None
+    new = cfg.add_shape if cfg.add_shape and len(names) > 1 else None  # hold-out mode (replaces --add-mesh)
     if new is not None and new not in shapes:
         raise SystemExit(f"--add-shape {new} is not among the shapes")
+    extra = load_add_mesh(cfg, shapes) if new is None else None
     pictures = [(a, b) for a, b in cfg.pairs if a in shapes and b in shapes]
     pairs = list(itertools.combinations(names, 2)) if cfg.all_pairs else pictures
     uncached = _uncached(shapes, preset.sample, cfg.cache, cfg.seed)
-    stages = estimate_s(cfg, [normalized_area(m) for m in shapes.values()], uncached, len(pairs))
+    stages = estimate_s(cfg, [normalized_area(m) for m in shapes.values()], uncached, len(pairs),
+                        normalized_area(extra[1]) if extra else None)
     log(f"{len(shapes)} shapes ({', '.join(shapes)}), preset {preset.name}, size {cfg.size}, "
         + (f"{cfg.steps} steps per phase" if cfg.steps else f"training budget {cfg.budget_s:.0f} s per encode"
            if cfg.budget_s else "collection-scaled steps")
         + f", {cfg.resolution}^3, {uncached} shapes to sample, {len(pairs)} interpolation pairs")
     log("estimated: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in stages.items())
         + f"; total ≈ {sum(stages.values()) / 60:.0f} min")
+    if cfg.estimate_only:
+        return {"estimate_s": stages}
     samples_dir = cfg.cache / "samples"
     images = cfg.out / IMAGE_DIR
     libraries = cfg.out / "libraries"
@@ -398,6 +485,8 @@ def run(cfg: BenchConfig) -> dict:
                "sampling_cached": not cfg.fresh_samples and uncached == 0}
     if new is not None:
         results["add_remove"] = add_remove(cfg, shapes, preset, new, oracle_cd, samples_dir)
+    elif extra is not None:
+        results["add_remove"] = add_new_mesh(cfg, shapes, libs[OURS], methods[OURS], *extra, per_shape)
     log(f"interpolation: {len(pairs)} pairs × {cfg.inbetweens} in-betweens at {cfg.path_resolution}^3 "
         f"(estimated {stages['interpolation'] / 60:.1f} min)")
     results["interpolation"] = interpolations(cfg, libs[OURS], pairs, pictures, images)
@@ -457,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     cfg = parse_args(argv)
     results = run(cfg)
+    if cfg.estimate_only:
+        return 0
     results["command"] = " ".join([".venv/bin/python -m bench.run", *map(shlex.quote, argv)])
     files = write_outputs(results, cfg.out)
     print(headline_table(results))

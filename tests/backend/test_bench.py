@@ -9,6 +9,18 @@ import pytest
 from PIL import Image
 
 
+def test_twist_turns_a_quarter_over_the_height():
+    from backend.meshes import Mesh
+    from bench.run import twisted
+
+    v = np.array([[1.0, 0.0, 0.0], [1.0, 2.0, 0.0], [-1.0, 1.0, -1.0], [0.0, 1.0, 1.0]])
+    out = twisted(Mesh(v, np.array([[0, 1, 2], [0, 2, 3]])))
+    assert np.allclose(out.vertices[0], v[0])  # bottom: no turn
+    assert np.allclose(out.vertices[1], [0.0, 2.0, -1.0])  # top: 90° about the vertical axis through the box centre
+    assert np.allclose(np.linalg.norm(out.vertices[:, [0, 2]], axis=1), np.linalg.norm(v[:, [0, 2]], axis=1))
+    assert np.array_equal(out.faces, [[0, 1, 2], [0, 2, 3]])
+
+
 @pytest.mark.slow
 def test_quick_benchmark_writes_sane_results(tmp_path, data_dir, capsys):
     from bench.baselines import draco_available
@@ -16,7 +28,7 @@ def test_quick_benchmark_writes_sane_results(tmp_path, data_dir, capsys):
 
     out = tmp_path / "bench"
     argv = ["--quick", "--meshes", str(data_dir), "--shapes", "sphere,torus", "--steps", "5", "--resolution", "40",
-            "--samples", "4000", "--add-shape", "torus", "--pairs", "sphere:torus", "--inbetweens", "1",
+            "--samples", "4000", "--add-mesh", "twist:torus", "--pairs", "sphere:torus", "--inbetweens", "1",
             "--path-resolution", "32", "--timing-resolutions", "32", "--narrow-band-resolutions", "32",
             "--draco-bits", "10", "--decimation-budgets", "5000", "--scaling", "--scaling-counts", "1,2",
             "--out", str(out), "--cache", str(tmp_path / "cache")]
@@ -25,7 +37,8 @@ def test_quick_benchmark_writes_sane_results(tmp_path, data_dir, capsys):
     assert "| ours |" in printed and "| generalization-only |" in printed
 
     results = json.loads((out / "results.json").read_text())
-    methods = {"oracle", "ours", "generalization-only", "grid-only", "decimated @ 5 kB", "narrow band 32³"}
+    # default baselines: generalization-only = ours decoded with detail 0; grid-only only with --trained-baselines
+    methods = {"oracle", "ours", "generalization-only", "decimated @ 5 kB", "narrow band 32³"}
     if draco_available():
         methods.add("Draco 10 bits")
     assert set(results["per_shape"]) == {"sphere", "torus"}
@@ -39,6 +52,7 @@ def test_quick_benchmark_writes_sane_results(tmp_path, data_dir, capsys):
         # 5 steps per phase: a rough but real surface, well inside the working cube
         assert rows["ours"]["cd_l1"] < 0.5 and rows["ours"]["faces"] > 100
         assert rows["decimated @ 5 kB"]["bytes"] <= 5000 or rows["decimated @ 5 kB"]["faces"] <= 4
+        assert rows["generalization-only"]["bytes"] < rows["ours"]["bytes"]
 
     ours = results["methods"]["ours"]
     assert ours["file_bytes"] > 0 and ours["bytes_per_shape"] == pytest.approx(ours["file_bytes"] / 2)
@@ -48,7 +62,8 @@ def test_quick_benchmark_writes_sane_results(tmp_path, data_dir, capsys):
     assert {r["method"] for r in results["rate_distortion"]} == methods - {"oracle"}
 
     add = results["add_remove"]
-    assert add["shape"] == "torus" and add["old_shapes"] == 1 and add["add_wall_s"] > 0
+    assert add["shape"] == "torus_twisted" and add["old_shapes"] == 2 and add["add_wall_s"] > 0
+    assert add["old_before"]["torus"] == results["per_shape"]["torus"]["ours"]  # the main rows, reused
     assert 0 <= add["max_old_cd_change"] <= 0.02 and add["remove_keeps_old_codes"]
     assert math.isfinite(add["new"]["fidelity_ratio"])
 
