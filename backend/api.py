@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .config import DecodeConfig, Preset, get_preset, with_training
-from .decode import DecodedMesh, blend_codes, blend_volume, marching_cubes, shape_volume
+from .decode import DecodedMesh, blend_codes, blend_volume, coarse_lattice, marching_cubes, shape_volume
 from .device import pick_device
 from .errors import BadInputError, BadMeshError, Cancelled, LibraryError
 from .library import Library, ShapeEntry, history_entry
@@ -218,6 +218,22 @@ def detail_strength(weight: float, dial: float) -> float:
     return dial * float(np.clip(2 * weight - 1, 0, 1))
 
 
+def _field_blend(library: Library, weights: Mapping[int, float], detail: float, resolution: int,
+                 reporter: Reporter) -> tuple[np.ndarray, dict]:
+    """Σ w_i · field_i: each shape's own field (its exact band, flood-filled signs, coarse distances
+    outside), mixed with its coarse field by the detail dial. Clean fields in, clean blends out."""
+    volume, stats = 0.0, {"resolution": resolution, "detail_evaluations": 0}
+    for row, w in weights.items():
+        exact, s = shape_volume(library.model, library.codes[row], row, resolution, distances=True, reporter=reporter)
+        if detail < 1:
+            coarse = coarse_lattice(library.model, library.codes[row], resolution, reporter=reporter)[2].cpu().numpy()
+            exact = detail * exact + (1 - detail) * coarse
+        volume = volume + w * exact
+        stats["detail_evaluations"] += s["detail_evaluations"]
+    stats["detail_fraction"] = stats["detail_evaluations"] / resolution**3
+    return np.asarray(volume, dtype=np.float32), stats
+
+
 def decode(
     library: Library,
     target: DecodeTarget,
@@ -264,6 +280,8 @@ def decode(
     whole = [row for row, w in weights.items() if w >= 1.0]
     if whole and detail == 1.0 and library.model.detail is not None:
         volume, stats = shape_volume(library.model, library.codes[whole[0]], whole[0], resolution, reporter=reporter)
+    elif mode == "distance" and weights and detail > 0 and library.model.detail is not None:
+        volume, stats = _field_blend(library, weights, detail, resolution, reporter)
     else:
         details = [(row, library.codes[row], detail_strength(w, detail)) for row, w in weights.items()]
         details = [d for d in details if d[2] > 0]

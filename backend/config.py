@@ -93,7 +93,7 @@ class StorageConfig(_Settings):
     """What each shape stores: its own detail nodes, how wide a band, how many bits per feature."""
 
     band_cells: float = _setting(2.0, 1, 8, "half-width of each shape's stored node band, in lattice voxels")
-    feature_bits: int = _setting(8, 4, 16, "bits per stored feature: 4..8 (signed levels in int8) or 16 (float16)")
+    feature_bits: int = _setting(6, 4, 16, "bits per stored feature: 4..8 (signed levels in int8) or 16 (float16)")
     zstd_level: int = _setting(19, 1, 22, "compression level of the stored blobs")
 
     def __post_init__(self) -> None:
@@ -113,7 +113,7 @@ class TrainConfig(_Settings):
     band_batch: int = _setting(16384, 1, 10_000_000, "band-lattice samples per coarse step")
     point_batch: int = _setting(8192, 1, 10_000_000, "jittered/uniform samples per coarse step")
     detail_batch: int = _setting(65536, 8, 10_000_000, "band-lattice + near-surface samples per detail step")
-    blend_fraction: float = _setting(0.25, 0, 1, "share of each coarse batch trained at blends of two codes")
+    blend_fraction: float = _setting(0.0, 0, 1, "share of each coarse batch trained at blends of two codes")
     lr_network: float = _setting(2e-3, 0, 10)
     lr_code: float = _setting(2e-3, 0, 10)
     lr_grid: float = _setting(0.02, 0, 100)
@@ -142,7 +142,7 @@ class DecodeConfig(_Settings):
     preview_resolution: int = _setting(64, 16, 256, "lattice of live previews in the viewport")
     band: float = _setting(3.0, 1, 16, "detail band half-width around a blend's coarse surface, in voxels")
     detail: float = _setting(1.0, 0, 1, "detail dial of blends: 0 coarse shape only, 1 full detail")
-    mode: str = "slerp"  #: blending: slerp or linear (of codes), or distance (of the shapes' coarse fields)
+    mode: str = "slerp"  #: blending: slerp or linear (of codes), or distance (of the shapes' own fields)
     count: int = _setting(5, 2, 1000, "meshes along an interpolation path, endpoints included")
 
 

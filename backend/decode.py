@@ -48,14 +48,15 @@ def _evaluate(fn, z: torch.Tensor, points: torch.Tensor, reporter: Reporter) -> 
 
 
 @torch.no_grad()
-def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: int,
+def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: int, *, distances: bool = False,
                  reporter: Reporter | None = None) -> tuple[np.ndarray, dict]:
     """Fused SDF of an encoded shape on the ``resolution``^3 lattice, from its own stored band.
 
     Nodes where the shape's grid is present (presence >= 1/2) get its band value; every other
     node lies in a region its band encloses, which takes the sign its band's boundary votes for.
     The surface therefore exists only inside the shape's stored band: no far-field specks, however
-    the coarse branch behaves away from it.
+    the coarse branch behaves away from it. Outside the band the values are ±(2 voxels), or with
+    ``distances`` the coarse branch's distance (at least that), so that fields can be blended.
     """
     reporter = reporter or Reporter()
     grid, device = model.detail.grid, code.device
@@ -72,8 +73,9 @@ def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: 
         values[start : start + _CHUNK], presence[start : start + _CHUNK] = model.detail(shape, zs, x)
     reporter.report("decoding", 2, 3, message="band")
     band = (presence >= 0.5).cpu().numpy()
+    magnitude = coarse_lattice(model, code, resolution, reporter=reporter)[2].cpu().numpy() if distances else None
     volume = fill_outside_band(candidates[band], values[torch.as_tensor(band, device=device)].cpu().numpy(),
-                               resolution, fill=2 * h)
+                               resolution, fill=2 * h, magnitude=magnitude)
     stats = {"resolution": resolution, "detail_evaluations": int(len(points)), "detail_fraction": len(points) / resolution**3,
              "band_nodes": int(band.sum())}
     return volume, stats
@@ -94,8 +96,10 @@ def _near_stored(keys: np.ndarray, grid_resolution: int, resolution: int) -> np.
     return np.flatnonzero(cells[np.ix_(cell, cell, cell)])
 
 
-def fill_outside_band(index: np.ndarray, values: np.ndarray, resolution: int, fill: float) -> np.ndarray:
-    """A lattice volume holding ``values`` at ``index``; every other node gets ±``fill``.
+def fill_outside_band(index: np.ndarray, values: np.ndarray, resolution: int, fill: float,
+                      magnitude: np.ndarray | None = None) -> np.ndarray:
+    """A lattice volume holding ``values`` at ``index``; every other node gets ±``fill`` (or
+    ±max(|magnitude|, ``fill``) where a volume of ``magnitude`` is given).
 
     The nodes outside the band form connected regions (6-connectivity); each takes the majority
     sign of the band values on its boundary (outside, +, if it touches none).
@@ -119,7 +123,8 @@ def fill_outside_band(index: np.ndarray, values: np.ndarray, resolution: int, fi
             votes += np.bincount(labels[tuple(there)][pair], weights=sign[tuple(here)][pair], minlength=count + 1)
     region_sign = np.where(votes < 0, -1.0, 1.0).astype(np.float32)
     outside = ~in_band
-    volume[outside] = region_sign[labels[outside]] * fill
+    size = fill if magnitude is None else np.maximum(np.abs(magnitude.reshape(volume.shape)[outside]), fill)
+    volume[outside] = region_sign[labels[outside]] * size
     return volume
 
 
@@ -136,20 +141,8 @@ def blend_volume(model: CompactSdf, codes: list[tuple[torch.Tensor, float]], det
     """
     reporter = reporter or Reporter()
     device = codes[0][0].device
-
-    def coarse_field(points: torch.Tensor) -> torch.Tensor:
-        return sum(w * _evaluate(model.coarse, c.reshape(1, -1), points, reporter) for c, w in codes)  # type: ignore[return-value]
-
     h = lattice_spacing(resolution)
-    n_coarse = (resolution - 1) // stride + 2
-    axis = torch.arange(n_coarse, device=device) * stride
-    coarse_ijk = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    coarse_sdf = coarse_field(coarse_ijk * h - 1.0)
-    reporter.report("decoding", 1, 3, message="coarse lattice")
-
-    full = (n_coarse - 1) * stride + 1
-    volume = F.interpolate(coarse_sdf.reshape(1, 1, n_coarse, n_coarse, n_coarse), size=(full,) * 3,
-                           mode="trilinear", align_corners=True)[0, 0, :resolution, :resolution, :resolution].contiguous()
+    coarse_ijk, coarse_sdf, volume = coarse_lattice(model, codes, resolution, stride, reporter)
     # A coarse node this close to zero may have fine nodes of the band in its cell (factor 2: the
     # coarse branch is not an exact distance, so its slope can exceed 1).
     reach = band * h + 2.0 * stride * h * math.sqrt(3) / 2
@@ -160,7 +153,7 @@ def blend_volume(model: CompactSdf, codes: list[tuple[torch.Tensor, float]], det
     ijk = ijk[((ijk >= 0) & (ijk < resolution)).all(1)]
     index = (ijk[:, 0] * resolution + ijk[:, 1]) * resolution + ijk[:, 2]
     points = ijk.float() * h - 1.0
-    values = coarse_field(points)
+    values = _coarse_field(model, codes, points, reporter)
     reporter.report("decoding", 2, 3, message="band")
 
     in_band = values.abs() <= band * h
@@ -181,6 +174,32 @@ def blend_volume(model: CompactSdf, codes: list[tuple[torch.Tensor, float]], det
         "detail_fraction": detail_nodes / resolution**3,
     }
     return volume.cpu().numpy(), stats
+
+
+def _coarse_field(model: CompactSdf, codes: list[tuple[torch.Tensor, float]], points: torch.Tensor,
+                  reporter: Reporter) -> torch.Tensor:
+    """The weighted sum of the coarse branch at ``codes`` — (code, weight) pairs — at ``points``."""
+    return sum(w * _evaluate(model.coarse, c.reshape(1, -1), points, reporter) for c, w in codes)  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def coarse_lattice(model: CompactSdf, codes: torch.Tensor | list[tuple[torch.Tensor, float]], resolution: int,
+                   stride: int = 4, reporter: Reporter | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The coarse field on every ``stride``-th lattice node: (node ijk (k, 3), values (k,), the
+    trilinear upsampling to the whole ``resolution``^3 lattice). ``codes``: one code or (code, weight) pairs."""
+    reporter = reporter or Reporter()
+    codes = [(codes, 1.0)] if isinstance(codes, torch.Tensor) else codes
+    device = codes[0][0].device
+    h = lattice_spacing(resolution)
+    n_coarse = (resolution - 1) // stride + 2
+    axis = torch.arange(n_coarse, device=device) * stride
+    ijk = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    values = _coarse_field(model, codes, ijk * h - 1.0, reporter)
+    reporter.report("decoding", 1, 3, message="coarse lattice")
+    full = (n_coarse - 1) * stride + 1
+    volume = F.interpolate(values.reshape(1, 1, n_coarse, n_coarse, n_coarse), size=(full,) * 3,
+                           mode="trilinear", align_corners=True)[0, 0, :resolution, :resolution, :resolution].contiguous()
+    return ijk, values, volume
 
 
 def marching_cubes(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

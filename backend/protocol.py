@@ -1,6 +1,6 @@
 """Worker protocol: UTF-8 JSON Lines between Blender (client) and ``backend/worker.py``.
 
-Stdlib only: Blender imports this module without torch or numpy.
+Stdlib only (and the stdlib-only ``config`` for defaults): Blender imports this module without torch or numpy.
 
 Every message is one JSON object on one line and carries ``"v": PROTOCOL_VERSION``.
 
@@ -29,6 +29,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from .config import DecodeConfig
+
 #: Bumped only for incompatible changes; the client refuses a worker that says otherwise.
 PROTOCOL_VERSION = 1
 
@@ -53,6 +55,10 @@ DEFAULT_BAND = 3.0
 DEFAULT_BLEND_MODE = "slerp"
 DEFAULT_DEVICE = "auto"
 DEFAULT_PRESET = "fast"
+#: Detail dial of blends (0: coarse shape only, 1: full detail), from the engine's torch-free config.
+DEFAULT_DETAIL = DecodeConfig().detail
+#: Nearest library shapes an ``explore`` result lists.
+DEFAULT_NEAREST = 3
 
 _Args = TypeVar("_Args", bound="RequestArgs")
 
@@ -69,6 +75,17 @@ class RequestArgs:
     def from_dict(cls: type[_Args], args: dict[str, Any]) -> _Args:
         """Build from a request's ``args``; ProtocolError names a missing or mistyped field."""
         return _build(cls, args, cls.CMD)
+
+
+def _check_detail(args: Any) -> None:
+    """ProtocolError unless ``args.detail`` is a number in 0..1 (the dial of blends)."""
+    if not (isinstance(args.detail, (int, float)) and 0.0 <= args.detail <= 1.0):
+        raise ProtocolError(f"{args.CMD}.detail: expected a number in 0..1, got {args.detail!r}")
+
+
+def _check_finite(where: str, values: list[float]) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise ProtocolError(f"{where}: expected finite numbers")
 
 
 @dataclass
@@ -137,6 +154,10 @@ class DecodeArgs(RequestArgs):
     mode: str = DEFAULT_BLEND_MODE
     device: str = DEFAULT_DEVICE
     target_faces: int | None = None
+    detail: float = DEFAULT_DETAIL
+
+    def __post_init__(self) -> None:
+        _check_detail(self)
 
 
 @dataclass
@@ -153,6 +174,50 @@ class InterpolateArgs(RequestArgs):
     mode: str = DEFAULT_BLEND_MODE
     device: str = DEFAULT_DEVICE
     target_faces: int | None = None
+    detail: float = DEFAULT_DETAIL
+
+    def __post_init__(self) -> None:
+        _check_detail(self)
+
+
+@dataclass
+class ExploreArgs(RequestArgs):
+    """Decode one point of the library's code space into the mesh .npz ``out``.
+
+    The code is ``code`` when given (a raw code kept from an earlier result), else the seeded
+    random variant ``seed`` (``spread`` standard deviations wide), else ``base`` (a shape name or
+    ``{name: weight}`` blend; None: the library's mean code), moved by ``amounts`` standard
+    deviations along the principal directions 1, 2, …. ``base`` also gives the units of every
+    raw code (None: the working cube). A base that is neither moved nor replaced decodes exactly
+    like ``decode``, with the ``detail`` dial; raw codes decode their coarse shape. The result
+    holds the mesh entry of ``decode``'s items plus ``code``, the ``nearest`` shapes
+    (``[name, distance]``) and the number of principal ``directions``.
+    """
+
+    CMD: ClassVar[str] = "explore"
+    library: str
+    out: str
+    base: str | dict[str, float] | None = None
+    amounts: list[float] = field(default_factory=list)
+    seed: int | None = None
+    spread: float = 1.0
+    code: list[float] | None = None
+    nearest: int = DEFAULT_NEAREST
+    resolution: int = DEFAULT_RESOLUTION
+    band: float = DEFAULT_BAND
+    mode: str = DEFAULT_BLEND_MODE
+    detail: float = DEFAULT_DETAIL
+    device: str = DEFAULT_DEVICE
+    target_faces: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_detail(self)
+        _check_finite("explore.amounts", self.amounts)
+        _check_finite("explore.code", self.code or [])
+        if not (math.isfinite(self.spread) and self.spread >= 0):
+            raise ProtocolError(f"explore.spread: expected a finite number >= 0, got {self.spread!r}")
+        if self.nearest < 0:
+            raise ProtocolError(f"explore.nearest: expected a count >= 0, got {self.nearest!r}")
 
 
 @dataclass
@@ -204,7 +269,7 @@ class ShutdownArgs(RequestArgs):
 REQUEST_TYPES: dict[str, type[RequestArgs]] = {
     cls.CMD: cls
     for cls in (
-        ProbeArgs, InfoArgs, EncodeArgs, InvertArgs, DecodeArgs, InterpolateArgs,
+        ProbeArgs, InfoArgs, EncodeArgs, InvertArgs, DecodeArgs, InterpolateArgs, ExploreArgs,
         RemoveArgs, RenameArgs, ReplaceArgs, CancelArgs, ShutdownArgs,
     )
 }
