@@ -5,6 +5,7 @@ Subcommands run the same operators as the panel (synchronously in background mod
     encode       objects of the open .blend and/or mesh files → library [→ reconstructions]
     reconstruct  library shapes → objects (.blend / .obj outputs)
     interpolate  in-betweens or a weighted blend → objects
+    explore      principal-direction variations, seeded random variants → objects with their recipes
     info         list a library's shapes (no backend needed)
     check        start the backend and report Python, torch, CUDA and device
     setup        create the backend environment in the extension's user folder (downloads)
@@ -23,9 +24,11 @@ from pathlib import Path
 
 import bpy
 
+from .backend.config import DecodeConfig
 from .operators.common import read_meta
 from .operators.session import UserError
 from .preferences import get_prefs
+from .properties import MAX_VARIATIONS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_CANCELLED = 0, 1, 2, 3, 4
 
@@ -99,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", nargs="+", required=True, metavar="NAME", help="two or more shapes, in order")
     p.add_argument("--count", type=int, default=5, help="shapes along the path, endpoints included")
     p.add_argument("--weights", nargs="+", type=float, metavar="W", help="one blend with these weights instead")
+    p.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
+    p.add_argument("--detail", type=float, default=DecodeConfig().detail,
+                   help="detail dial of blends: 0 coarse shape only, 1 full detail (default %(default)s)")
+    common(p)
+
+    p = sub.add_parser("explore", help="variations along principal directions, seeded random variants")
+    p.add_argument("--library", required=True)
+    p.add_argument("--base", nargs="+", default=[], metavar="NAME[=WEIGHT]",
+                   help="start from this shape or blend (default: the library's mean code)")
+    p.add_argument("--vary", nargs="+", type=float, default=[], metavar="SIGMAS",
+                   help=f"standard deviations along principal directions 1, 2, … (at most {MAX_VARIATIONS})")
+    p.add_argument("--random", nargs="+", type=int, default=[], metavar="SEED", help="one seeded random variant per seed")
+    p.add_argument("--spread", type=float, default=1.0, help="random variants' width in standard deviations")
+    p.add_argument("--detail", type=float, default=DecodeConfig().detail, help="detail dial of an unmoved blend")
+    p.add_argument("--nearest", type=int, default=3, help="how many nearest shapes to report")
     p.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
     common(p)
 
@@ -251,7 +269,8 @@ def cmd_interpolate(context: bpy.types.Context, args: argparse.Namespace) -> int
     _configure(context, args)
     _use(context, args.shapes)
     settings = context.scene.csdf
-    settings.interp_count, settings.blend_mode = args.count, args.mode
+    _check_detail(args.detail)
+    settings.interp_count, settings.blend_mode, settings.detail = args.count, args.mode, args.detail
     if args.weights:
         if len(args.weights) != len(args.shapes):
             raise UserError(f"{len(args.weights)} --weights for {len(args.shapes)} --shapes")
@@ -262,6 +281,64 @@ def cmd_interpolate(context: bpy.types.Context, args: argparse.Namespace) -> int
     if code == EXIT_OK:
         _outputs(context, args, before)
     return code
+
+
+def _check_detail(detail: float) -> None:
+    if not 0.0 <= detail <= 1.0:
+        raise UserError(f"--detail must be between 0 and 1, got {detail}")
+
+
+def cmd_explore(context: bpy.types.Context, args: argparse.Namespace) -> int:
+    _check_detail(args.detail)
+    if len(args.vary) > MAX_VARIATIONS:
+        raise UserError(f"--vary takes at most {MAX_VARIATIONS} amounts (use `python -m backend explore` for more)")
+    if any(seed < 0 for seed in args.random):
+        raise UserError("--random seeds must be 0 or more")
+    if not 0.0 <= args.spread <= 10.0 or not 0 <= args.nearest <= 32:
+        raise UserError("--spread must be in 0..10 and --nearest in 0..32")
+    settings = context.scene.csdf
+    live = settings.live_preview
+    settings.live_preview = False  # no preview timers: each variant is decoded once, at --resolution
+    try:
+        return _explore(context, args)
+    finally:
+        settings.live_preview = live
+
+
+def _explore(context: bpy.types.Context, args: argparse.Namespace) -> int:
+    _configure(context, args)
+    settings = context.scene.csdf
+    base = {}
+    for entry in args.base:
+        name, _, weight = entry.partition("=")
+        try:
+            base[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise UserError(f"--base {entry}: the weight is not a number") from None
+    _use(context, list(base) or [item.name for item in settings.shapes])
+    if len(base) == 1:
+        settings.active_shape = settings.shapes.find(next(iter(base)))
+    for name, weight in base.items():
+        settings.shapes[name].weight = weight
+    settings.detail, settings.blend_mode = args.detail, args.mode
+    settings.explore_spread, settings.nearest_count = args.spread, args.nearest
+    settings.variation = [*args.vary, *[0.0] * (MAX_VARIATIONS - len(args.vary))]
+    before = set(context.scene.objects.keys())
+    if args.random:
+        if base:  # the units of the variants
+            settings.active_shape = settings.shapes.find(next(iter(base)))
+        for seed in args.random:
+            settings.explore_source, settings.explore_seed = "RANDOM", seed
+            code = _call(context, bpy.ops.csdf.explore_decode)
+            if code != EXIT_OK:
+                return code
+    else:
+        settings.explore_source = "SHAPE" if len(base) == 1 else "WEIGHTS" if base else "MEAN"
+        code = _call(context, bpy.ops.csdf.explore_decode)
+        if code != EXIT_OK:
+            return code
+    _outputs(context, args, before)
+    return EXIT_OK
 
 
 def cmd_info(context: bpy.types.Context, args: argparse.Namespace) -> int:
@@ -296,6 +373,7 @@ COMMANDS: dict[str, Callable[[bpy.types.Context, argparse.Namespace], int]] = {
     "encode": cmd_encode,
     "reconstruct": cmd_reconstruct,
     "interpolate": cmd_interpolate,
+    "explore": cmd_explore,
     "info": cmd_info,
     "check": cmd_check,
     "setup": cmd_setup,

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import bpy
 
+from .backend.config import DecodeConfig
 from .operators import preview
+
+#: Variation sliders kept per scene; the panel shows min(this, the library's principal directions).
+MAX_VARIATIONS = 4
 
 PRESET_ITEMS = [
     ("fast", "Fast", "Sizes tuned for a CPU: minutes for a few shapes"),
@@ -27,6 +31,37 @@ ENCODE_MODE_ITEMS = [
 
 def _preview_update(self: CSDF_PG_scene_settings, context: bpy.types.Context) -> None:
     preview.schedule(context)
+
+
+def _blend_update(self: CSDF_PG_scene_settings, context: bpy.types.Context) -> None:
+    """The Blend slider previews the position along the path (plus any variation)."""
+    if self.explore_source != "PATH":
+        self.explore_source = "PATH"  # its own update schedules the preview
+    else:
+        preview.schedule(context)
+
+
+def _seed_update(self: CSDF_PG_scene_settings, context: bpy.types.Context) -> None:
+    """A typed seed shows that random variant."""
+    if self.explore_source != "RANDOM":
+        self.explore_source = "RANDOM"
+    else:
+        preview.schedule(context)
+
+
+def _detail_update(self: CSDF_PG_scene_settings, context: bpy.types.Context) -> None:
+    """The detail dial refreshes a preview that is shown; it does not start one."""
+    if preview.showing():
+        preview.schedule(context)
+
+
+EXPLORE_SOURCE_ITEMS = [
+    ("SHAPE", "Active Shape", "Start from the active shape of the list"),
+    ("PATH", "Blend Position", "Start from the position of the Blend slider along the ticked shapes"),
+    ("WEIGHTS", "Weighted Blend", "Start from the ticked shapes mixed by their weights"),
+    ("MEAN", "Library Mean", "Start from the average code of the library's shapes"),
+    ("RANDOM", "Random Variant", "A new code drawn from the library's code distribution with the seed"),
+]
 
 
 class CSDF_PG_shape(bpy.types.PropertyGroup):
@@ -131,11 +166,59 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
         min=0.0,
         max=1.0,
         subtype="FACTOR",
+        update=_blend_update,
+    )
+    detail: bpy.props.FloatProperty(
+        name="Detail",
+        description=(
+            "Detail dial of blends and in-betweens: 0 decodes the coarse shape only, 1 adds each shape's "
+            "full detail near its own code (a single shape at 1 decodes exactly)"
+        ),
+        default=DecodeConfig().detail,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        update=_detail_update,
+    )
+    explore_source: bpy.props.EnumProperty(
+        name="Start From", items=EXPLORE_SOURCE_ITEMS, default="SHAPE", update=_preview_update,
+        description="The code the variations move: a shape, a blend, the library mean or a random variant",
+    )
+    variation: bpy.props.FloatVectorProperty(
+        name="Variation",
+        description=(
+            "Move along the library's principal directions of shape variation, in standard deviations "
+            "of its codes (Variation 1 varies most)"
+        ),
+        size=MAX_VARIATIONS,
+        default=(0.0,) * MAX_VARIATIONS,
+        min=-5.0,
+        max=5.0,
+        soft_min=-3.0,
+        soft_max=3.0,
         update=_preview_update,
+    )
+    explore_seed: bpy.props.IntProperty(
+        name="Seed", description="Seed of the random variant: the same seed gives the same shape", default=0, min=0,
+        update=_seed_update,
+    )
+    explore_spread: bpy.props.FloatProperty(
+        name="Spread", description="Width of random variants, in standard deviations of the library's codes",
+        default=1.0, min=0.0, soft_max=3.0, max=10.0, update=_preview_update,
+    )
+    nearest_count: bpy.props.IntProperty(
+        name="Nearest Shapes", description="How many library shapes closest to the current code to list",
+        default=3, min=0, max=32,
+    )
+    redecode_resolution: bpy.props.IntProperty(
+        name="Resolution", description="Grid resolution of Re-decode (higher keeps finer detail and is slower)",
+        default=DecodeConfig().resolution, min=16, soft_max=512, max=1024,
     )
     live_preview: bpy.props.BoolProperty(
         name="Live Preview",
-        description="Decode a low-resolution preview while the blend slider moves, refined when it rests",
+        description=(
+            "Decode a low-resolution preview while the Blend, Variation or Seed sliders move, refined when they rest"
+        ),
         default=True,
     )
     preview_resolution: bpy.props.IntProperty(
@@ -177,12 +260,30 @@ class CSDF_PG_backend_state(bpy.types.PropertyGroup):
     setup_message: bpy.props.StringProperty()
 
 
-CLASSES = [CSDF_PG_shape, CSDF_PG_scene_settings, CSDF_PG_job_state, CSDF_PG_backend_state]
+class CSDF_PG_nearest(bpy.types.PropertyGroup):
+    """A library shape near the previewed code (``name``) and its distance in code space."""
+
+    distance: bpy.props.FloatProperty(name="Distance", description="Distance between the codes")
+
+
+class CSDF_PG_explore_state(bpy.types.PropertyGroup):
+    """What the last preview found about the code space (transient)."""
+
+    library: bpy.props.StringProperty(description="Library the numbers below belong to")
+    directions: bpy.props.IntProperty(default=-1, description="Principal directions of its codes; -1 if unknown")
+    nearest: bpy.props.CollectionProperty(type=CSDF_PG_nearest)
+
+
+CLASSES = [
+    CSDF_PG_shape, CSDF_PG_scene_settings, CSDF_PG_job_state, CSDF_PG_backend_state, CSDF_PG_nearest,
+    CSDF_PG_explore_state,
+]
 
 POINTERS = [
     (bpy.types.Scene, "csdf", CSDF_PG_scene_settings),
     (bpy.types.WindowManager, "csdf_job", CSDF_PG_job_state),
     (bpy.types.WindowManager, "csdf_backend", CSDF_PG_backend_state),
+    (bpy.types.WindowManager, "csdf_explore", CSDF_PG_explore_state),
 ]
 
 

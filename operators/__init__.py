@@ -1,10 +1,10 @@
-"""Operators (``csdf.*``): library files, shapes, encode, reconstruct, interpolate, jobs, backend setup.
+"""Operators (``csdf.*``): library files, shapes, encode, reconstruct, interpolate, explore, jobs, backend setup.
 
 Job plumbing: ``session`` (the worker and the running job), ``job_operator`` (the operators'
 base class), ``redraw`` (UI refresh helper).
 """
 
-from . import encode, interpolate, jobs, library, reconstruct, setup_backend, shapes
+from . import encode, explore, interpolate, jobs, library, reconstruct, setup_backend, shapes
 
 CLASSES = [
     *library.CLASSES,
@@ -12,6 +12,7 @@ CLASSES = [
     *encode.CLASSES,
     *reconstruct.CLASSES,
     *interpolate.CLASSES,
+    *explore.CLASSES,
     *jobs.CLASSES,
     *setup_backend.CLASSES,
 ]

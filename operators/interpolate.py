@@ -11,6 +11,7 @@ from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix, Vector
 
 from ..backend import protocol
+from . import recipe as recipes
 from .common import add_result_object, library_file, load_result, select_only, shape_matrix, target_faces
 from .job_operator import JobOperator
 from .session import JobSpec, UserError
@@ -60,7 +61,7 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
             target = {name: w / total for name, w in weights.items()}
             request: protocol.RequestArgs = protocol.DecodeArgs(
                 library=str(path), items=[protocol.DecodeItem(target, str(folder / "blend.npz"))],
-                resolution=resolution, mode=settings.blend_mode, target_faces=faces,
+                resolution=resolution, mode=settings.blend_mode, target_faces=faces, detail=settings.detail,
             )
             label = rpt_("Blend {} shapes").format(len(target))
             first = next(iter(target))
@@ -69,11 +70,11 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
                 raise UserError(rpt_("Tick at least two shapes in the library list to interpolate between them."))
             request = protocol.InterpolateArgs(
                 library=str(path), names=names, count=settings.interp_count, out_dir=str(folder),
-                resolution=resolution, mode=settings.blend_mode, target_faces=faces,
+                resolution=resolution, mode=settings.blend_mode, target_faces=faces, detail=settings.detail,
             )
             label = rpt_("Interpolate {} shapes").format(settings.interp_count)
             first = names[0]
-        mode = settings.blend_mode
+        mode, detail = settings.blend_mode, settings.detail
 
         # Orientation and scale of the first shape's source object (e.g. an importer's axis
         # conversion); locations are laid out in a row along X from the 3D cursor.
@@ -92,11 +93,15 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
                 offset += width + gap
                 if self.mode == "WEIGHTS":
                     name, info = "csdf_blend", {"weights": item["target"]}
+                    weights = dict(item["target"])
                 else:
                     name, info = f"csdf_interp_{index:02d}", {"path": names, "index": index, "count": len(results)}
-                info.update(library=str(path), resolution=resolution, mode=mode)
+                    weights = blend_weights(names, index / max(len(results) - 1, 1))
+                info.update(library=str(path), resolution=resolution, mode=mode, detail=detail)
                 matrix = Matrix.Translation(location) @ basis.to_4x4()
-                created.append(add_result_object(context, name, arrays, matrix, info=info))
+                obj = add_result_object(context, name, arrays, matrix, info=info)
+                recipes.store(obj, recipes.shape_recipe(str(path), weights, resolution, mode=mode, detail=detail))
+                created.append(obj)
             select_only(context, created)
             return rpt_("{}: created {} in 'Compact SDF'").format(label, object_count(len(created)))
 

@@ -1,8 +1,11 @@
-"""Live blend preview: low-resolution decodes while the blend slider moves, a refined one at rest.
+"""Live preview: low-resolution decodes while a slider moves (Blend, Variation, Seed), a refined one at rest.
 
-The slider's update callback calls ``schedule``; a ``bpy.app.timers`` tick (``tick``) submits
-decodes to the worker (latest value wins), polls them and replaces the preview object's mesh.
-Once the slider has rested for ``REFINE_DELAY_S`` the same blend is decoded at full resolution.
+The sliders' update callbacks call ``schedule``; a ``bpy.app.timers`` tick (``tick``) submits the
+scene's current recipe (``recipe.current_recipe``: a shape, blend, mean or random variant, moved
+along the principal directions) to the worker's ``explore`` command (latest value wins), polls it
+and replaces the preview object's mesh. Once the sliders have rested for ``REFINE_DELAY_S`` the
+same recipe is decoded at full resolution. Each result stores its recipe (with the raw code) on
+the preview object, and its nearest shapes on ``WindowManager.csdf_explore``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix
 
 from .. import mesh_bridge
-from ..backend import protocol
 from ..preferences import get_prefs
 from ..worker_client import WorkerClient, WorkerError
+from . import recipe as recipes
 from . import session
-from .common import COLLECTION_NAME, library_file, load_result, result_collection
-from .interpolate import blend_weights
+from .common import COLLECTION_NAME, load_result, result_collection
 from .redraw import tag_redraw
 from .session import UserError
 
@@ -40,13 +42,21 @@ class _Preview:
     folder: Path | None = None
     refined: bool = True
     showing_low_res: bool = False
+    recipe: dict | None = None
+    resolution: int = 0
 
 
 _state = _Preview()
 
 
+def showing() -> bool:
+    """True while a preview object exists."""
+    obj = bpy.data.objects.get(PREVIEW_NAME)
+    return obj is not None and obj.type == "MESH"
+
+
 def schedule(context: bpy.types.Context) -> None:
-    """Blend slider moved: request a low-resolution preview soon."""
+    """A slider moved: request a low-resolution preview soon."""
     if not context.scene.csdf.live_preview:
         return
     _state.dirty, _state.changed_at, _state.refined = True, time.monotonic(), False
@@ -86,24 +96,18 @@ def tick() -> float | None:
 def _submit(context: bpy.types.Context, resolution: int) -> None:
     settings = context.scene.csdf
     state = context.window_manager.csdf_job
-    names = [item.name for item in settings.shapes if item.use]
     try:
-        target = blend_weights(names, settings.blend)
-        path = library_file(settings, must_exist=True)
+        recipe = recipes.current_recipe(context)
         client = session.get_client(context)
     except (UserError, WorkerError) as exc:
         state.message = rpt_("Preview: {}").format(exc)
         _state.refined = True
         return
     _state.folder = session.job_folder()
-    request = protocol.DecodeArgs(
-        library=str(path),
-        items=[protocol.DecodeItem(target, str(_state.folder / "preview.npz"))],
-        resolution=resolution,
-        mode=settings.blend_mode,
-        device=get_prefs(context).device,
-    )
+    request = recipes.explore_args(recipe, str(_state.folder / "preview.npz"), resolution, nearest=settings.nearest_count)
+    request.device = get_prefs(context).device
     _state.client, _state.job_id = client, client.submit(request)
+    _state.recipe, _state.resolution = recipe, resolution
     _state.showing_low_res = resolution < settings.resolution
     state.preview_busy = True
 
@@ -116,9 +120,11 @@ def _collect(context: bpy.types.Context) -> bool:
         if not event.terminal:
             continue
         if event.event == "result":
-            item = event.get("data")["items"][0]
+            item = event.get("data")
             arrays = load_result(item["out"])
-            show(context, arrays["vertices"], arrays["faces"])
+            obj = show(context, arrays["vertices"], arrays["faces"])
+            if _state.recipe is not None:
+                recipes.store(obj, recipes.apply_result(context, _state.recipe, item, _state.resolution))
             state.message = rpt_("Preview: {} triangles").format(item["faces"]) + (
                 rpt_(" (refining…)") if _state.showing_low_res else "")
         elif event.event == "error":

@@ -11,6 +11,7 @@ from bpy.app.translations import pgettext_rpt as rpt_
 
 from .. import mesh_bridge
 from ..backend import protocol
+from . import recipe as recipes
 from .encode import shape_count
 from .common import (
     add_result_object,
@@ -69,7 +70,7 @@ class CSDF_OT_reconstruct(JobOperator, bpy.types.Operator):
                 item.reference, diagonal = reference
                 ranges[name] = diagonal * settings.heatmap_range
             items.append(item)
-        resolution = settings.resolution
+        resolution, mode = settings.resolution, settings.blend_mode
 
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
             created, lines = [], []
@@ -81,6 +82,7 @@ class CSDF_OT_reconstruct(JobOperator, bpy.types.Operator):
                     continue
                 info = {"library": str(path), "shape": name, "resolution": resolution}
                 obj = add_result_object(context, f"{name}_csdf", arrays, shape_matrix(settings, name), info=info)
+                recipes.store(obj, recipes.shape_recipe(str(path), {name: 1.0}, resolution, mode=mode))
                 if heatmap and "distance" in arrays:
                     show_heatmap(context, obj, arrays["distance"], ranges[name])
                 created.append(obj)

@@ -7,11 +7,13 @@ from pathlib import Path
 import bpy
 from bpy.app.translations import pgettext_iface as iface_
 
+from ..operators import preview, recipe
 from ..preferences import draw_backend_status
 
 
 class CSDF_UL_shapes(bpy.types.UIList):
-    """Library shapes: use tick, name, code size, surface error measured at encode time."""
+    """Library shapes: use tick, name, code size, surface error measured at encode time, and a
+    magnifier on the shapes nearest to the previewed code (Explore)."""
 
     bl_idname = "CSDF_UL_shapes"
 
@@ -23,6 +25,9 @@ class CSDF_UL_shapes(bpy.types.UIList):
         sub.alignment = "RIGHT"
         sub.label(text=iface_("{:d}d", "code size").format(item.code_size), translate=False)
         sub.label(text="±{:.1e}".format(item.surface_error) if item.surface_error >= 0 else "±?", translate=False)
+        explore = context.window_manager.csdf_explore
+        if explore.library == data.library_path and item.name in explore.nearest:  # Explore's nearest shapes
+            sub.label(text="", icon="VIEWZOOM")
 
 
 class _Panel:
@@ -131,6 +136,7 @@ class CSDF_PT_interpolate(_Panel, bpy.types.Panel):
         settings = context.scene.csdf
         used = [item for item in settings.shapes if item.use]
         layout.prop(settings, "blend_mode")
+        layout.prop(settings, "detail", slider=True)
         layout.prop(settings, "interp_count")
         layout.operator("csdf.interpolate", text="In-Betweens", icon="MOD_ARRAY").mode = "PATH"
         column = layout.column(align=True)
@@ -147,4 +153,61 @@ class CSDF_PT_interpolate(_Panel, bpy.types.Panel):
             layout.label(text=iface_("Tick two or more shapes in the list"), icon="INFO")
 
 
-CLASSES = [CSDF_UL_shapes, CSDF_PT_main, CSDF_PT_library, CSDF_PT_encode, CSDF_PT_reconstruct, CSDF_PT_interpolate]
+class CSDF_PT_explore(_Panel, bpy.types.Panel):
+    bl_idname = "CSDF_PT_explore"
+    bl_label = "Explore"
+    bl_parent_id = "CSDF_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        settings = context.scene.csdf
+        layout.prop(settings, "explore_source")
+        row = layout.row(align=True)
+        row.prop(settings, "explore_seed")
+        row.operator("csdf.explore_random", text=iface_("Random Variant"), icon="MOD_NOISE")
+        if settings.explore_source == "RANDOM":
+            layout.prop(settings, "explore_spread")
+        count = recipe.variation_count(context)
+        column = layout.column(align=True)
+        column.active = settings.live_preview
+        for index in range(count):
+            column.prop(settings, "variation", index=index, text=iface_("Variation {:d}").format(index + 1),
+                        slider=True, translate=False)
+        if count:
+            layout.operator("csdf.explore_reset", icon="LOOP_BACK")
+        elif settings.shapes:
+            layout.label(text=iface_("Variations need two or more shapes in the library"), icon="INFO")
+        layout.prop(settings, "detail", slider=True)
+        if not settings.live_preview:
+            layout.label(text=iface_("Live Preview is off (Interpolate panel)"), icon="INFO")
+
+        state = context.window_manager.csdf_explore
+        if state.nearest and state.library == settings.library_path:
+            box = layout.box()
+            box.label(text=iface_("Nearest Shapes"), icon="VIEWZOOM")
+            for item in state.nearest:
+                line = box.row()
+                line.label(text=item.name, icon="MESH_DATA", translate=False)
+                line.label(text="{:.3f}".format(item.distance), translate=False)
+        layout.prop(settings, "nearest_count")
+
+        row = layout.row(align=True)
+        keep = row.row(align=True)
+        keep.enabled = preview.showing()
+        keep.operator("csdf.explore_keep", icon="DUPLICATE")
+        row.operator("csdf.explore_decode", icon="IMPORT")
+
+        obj = context.active_object
+        if obj is not None and recipe.RECIPE_KEY in obj:
+            box = layout.box()
+            box.label(text=iface_("Recipe of {}").format(obj.name), icon="OBJECT_DATA", translate=False)
+            row = box.row(align=True)
+            row.prop(settings, "redecode_resolution")
+            row.operator("csdf.redecode", icon="FILE_REFRESH").resolution = settings.redecode_resolution
+
+
+CLASSES = [
+    CSDF_UL_shapes, CSDF_PT_main, CSDF_PT_library, CSDF_PT_encode, CSDF_PT_reconstruct, CSDF_PT_interpolate,
+    CSDF_PT_explore,
+]

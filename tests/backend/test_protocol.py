@@ -135,3 +135,45 @@ def test_protocol_module_imports_nothing_heavy():
     code = "import sys, backend.protocol; print(sorted(m for m in ('numpy', 'torch', 'bpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_detail_defaults_to_the_engine_config_and_round_trips():
+    from backend.config import DecodeConfig
+
+    assert protocol.DEFAULT_DETAIL == DecodeConfig().detail
+    for args in (protocol.DecodeArgs("l", [protocol.DecodeItem({"a": 0.8, "b": 0.2}, "o.npz")], detail=0.25),
+                 protocol.InterpolateArgs("l", ["a", "b"], 3, "out", detail=0.25),
+                 protocol.ExploreArgs("l", "o.npz", base={"a": 0.5, "b": 0.5}, amounts=[1.5, -0.5], detail=0.25)):
+        parsed = protocol.parse_args(protocol.parse_request(protocol.Request.of(args).to_line()))
+        assert parsed == args and parsed.detail == 0.25
+    assert protocol.InterpolateArgs.from_dict({"library": "l", "names": ["a", "b"], "count": 2, "out_dir": "o"}).detail == 1.0
+
+
+def test_explore_request_defaults_and_kinds_of_start():
+    minimal = protocol.ExploreArgs.from_dict({"library": "l", "out": "o.npz"})
+    assert (minimal.base, minimal.amounts, minimal.seed, minimal.code) == (None, [], None, None)
+    assert minimal.nearest == protocol.DEFAULT_NEAREST and minimal.resolution == protocol.DEFAULT_RESOLUTION
+    assert protocol.ExploreArgs.from_dict({"library": "l", "out": "o", "base": "ball"}).base == "ball"
+    raw = protocol.ExploreArgs.from_dict({"library": "l", "out": "o", "code": [1, 0.5], "seed": 3})
+    assert raw.code == [1.0, 0.5] and raw.seed == 3
+
+
+@pytest.mark.parametrize(
+    "cls, args, match",
+    [
+        (protocol.DecodeArgs, {"library": "l", "items": [], "detail": 1.5}, r"decode\.detail: expected a number in 0\.\.1"),
+        (protocol.DecodeArgs, {"library": "l", "items": [], "detail": "full"}, "detail: expected float"),
+        (protocol.InterpolateArgs, {"library": "l", "names": ["a"], "count": 2, "out_dir": "o", "detail": -0.1},
+         r"interpolate\.detail"),
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "detail": float("nan")}, r"explore\.detail"),
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "amounts": [1.0, float("inf")]}, r"explore\.amounts"),
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "code": [float("nan")]}, r"explore\.code"),
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "spread": -1}, r"explore\.spread"),
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "nearest": -2}, r"explore\.nearest"),
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "base": 3}, r"explore\.base"),
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "seed": 1.5}, r"explore\.seed"),
+    ],
+)
+def test_detail_and_explore_arguments_are_validated(cls, args, match):
+    with pytest.raises(protocol.ProtocolError, match=match):
+        cls.from_dict(args)

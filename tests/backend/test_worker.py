@@ -203,3 +203,60 @@ def test_end_of_input_stops_the_worker(tmp_path):
     assert w.next(60).event == "hello"
     w.proc.stdin.close()
     assert w.proc.wait(30) == 0
+
+
+def test_explore_and_the_detail_dial(worker, tmp_path):
+    """Issue 9: ``detail`` reaches api.decode; ``explore`` varies, draws seeded variants, lists nearest shapes."""
+    pytest.importorskip("backend.api")
+    meshes = tmp_path / "in.npz"
+    protocol.save_meshes(str(meshes), [_sphere(0.5), _box(), _sphere(0.3)])
+    library = str(tmp_path / "lib.csdf")
+    encode = protocol.EncodeArgs(str(meshes), ["ball", "brick", "pea"], library, preset="tiny", steps=30, device="cpu")
+    assert worker.until_terminal(worker.send(protocol.Request.of(encode)))[0].event == "result"
+
+    def run(args: protocol.RequestArgs) -> dict:
+        event, _ = worker.until_terminal(worker.send(protocol.Request.of(args)))
+        assert event.event == "result", event.fields
+        return event.get("data")
+
+    def vertices(path) -> np.ndarray:
+        return protocol.load_meshes(str(path), 1)[0]["vertices"]
+
+    blend = {"ball": 0.8, "brick": 0.2}
+    decoded = {}
+    for detail in (0.0, 1.0):
+        out = tmp_path / f"blend_{detail}.npz"
+        run(protocol.DecodeArgs(library, [protocol.DecodeItem(blend, str(out))], resolution=32, detail=detail, device="cpu"))
+        decoded[detail] = vertices(out)
+    assert decoded[0.0].shape != decoded[1.0].shape or not np.allclose(decoded[0.0], decoded[1.0]), "detail has no effect"
+    strip = run(protocol.InterpolateArgs(library, ["ball", "brick"], 3, str(tmp_path), resolution=32,
+                                         detail=0.0, device="cpu"))
+    assert len(strip["items"]) == 3
+
+    def explore(name: str, **kwargs) -> dict:
+        return run(protocol.ExploreArgs(library, str(tmp_path / f"{name}.npz"), resolution=32, device="cpu", **kwargs))
+
+    shape = run(protocol.DecodeArgs(library, [protocol.DecodeItem("ball", str(tmp_path / "ball.npz"))], resolution=32,
+                                    device="cpu"))
+    same = explore("same", base="ball", amounts=[0.0, 0.0, 0.0, 0.0, 0.0])  # zeros past the directions are ignored
+    assert np.array_equal(vertices(tmp_path / "same.npz"), vertices(tmp_path / "ball.npz")), "an unmoved shape is exact"
+    assert same["faces"] == shape["items"][0]["faces"]
+    assert same["nearest"][0] == ["ball", 0.0] and len(same["nearest"]) == 3 and same["directions"] == 2
+    moved = explore("moved", base="ball", amounts=[2.0, -1.0], nearest=2)
+    assert len(moved["code"]) == len(same["code"]) and not np.allclose(moved["code"], same["code"])
+    assert len(moved["nearest"]) == 2 and moved["nearest"][0][1] > 0
+    again = explore("again", base="ball", code=moved["code"], amounts=[2.0, -1.0])
+    assert again["code"] == moved["code"]
+    assert np.array_equal(vertices(tmp_path / "again.npz"), vertices(tmp_path / "moved.npz")), "a raw code re-decodes"
+    seeds = [explore(f"seed{i}", seed=seed, base="brick")["code"] for i, seed in enumerate((7, 7, 8))]
+    assert seeds[0] == seeds[1] and seeds[0] != seeds[2]
+    assert np.array_equal(vertices(tmp_path / "seed0.npz"), vertices(tmp_path / "seed1.npz"))
+    mean = explore("mean")
+    assert mean["faces"] > 0 and mean["target"] == "variant"
+
+    bad = protocol.Request("explore", {"library": library, "out": str(tmp_path / "x.npz"), "detail": 2})
+    event, _ = worker.until_terminal(worker.send(bad))
+    assert event.event == "error" and event.get("kind") == "Protocol" and "detail" in event.get("message")
+    too_many = protocol.ExploreArgs(library, str(tmp_path / "y.npz"), amounts=[0, 0, 1.0], resolution=32, device="cpu")
+    event, _ = worker.until_terminal(worker.send(protocol.Request.of(too_many)))
+    assert event.event == "error" and event.get("kind") == "BadInput" and "principal directions" in event.get("message")
