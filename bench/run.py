@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from backend.api import decode, encode, remove
-from backend.config import Preset, with_training
+from backend.config import DecodeConfig, Preset, with_training
 from backend.library import Library
 from backend.meshes import MESH_SUFFIXES, Mesh, load_mesh, normalization
 from backend.metrics import component_count
@@ -390,7 +390,7 @@ def interpolations(cfg: BenchConfig, lib: Library, pairs: list[tuple[str, str]],
             f"roughness ×{path.roughness_ratio:.2f}, max step ×{path.max_step_ratio:.2f}; "
             f"about {done / (i + 1) * (len(pairs) - i - 1) / 60:.1f} min left")
         if cfg.pictures and (a, b) in pictures:
-            render.strip_figure(images / f"interpolation_{a}_{b}.png", f"{a} → {b} (slerp, detail {cfg.path_detail:g}, {res}³)",
+            render.strip_figure(images / f"interpolation_{a}_{b}.png", f"{a} → {b} ({DecodeConfig().mode}, detail {cfg.path_detail:g}, {res}³)",
                                 [(f"t = {t:.2f}", m.vertices, m.faces) for t, m in zip(path.weights, path.meshes)])
     timing: dict[str, list[float]] = {}
     for a, b in (pictures or pairs[:1])[: cfg.timing_pairs]:
