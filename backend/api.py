@@ -220,8 +220,8 @@ def detail_strength(weight: float, dial: float) -> float:
 
 def _field_blend(library: Library, weights: Mapping[int, float], detail: float, resolution: int,
                  reporter: Reporter) -> tuple[np.ndarray, dict]:
-    """Σ w_i · field_i: each shape's own field (its exact band, flood-filled signs, coarse distances
-    outside), mixed with its coarse field by the detail dial. Clean fields in, clean blends out."""
+    """Σ w_i · field_i: each shape's own field (its exact band, flood-filled signs, distances to the
+    band outside), mixed with its coarse field by the detail dial. Clean fields in, clean blends out."""
     volume, stats = 0.0, {"resolution": resolution, "detail_evaluations": 0}
     for row, w in weights.items():
         exact, s = shape_volume(library.model, library.codes[row], row, resolution, distances=True, reporter=reporter)

@@ -56,7 +56,7 @@ def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: 
     node lies in a region its band encloses, which takes the sign its band's boundary votes for.
     The surface therefore exists only inside the shape's stored band: no far-field specks, however
     the coarse branch behaves away from it. Outside the band the values are ±(2 voxels), or with
-    ``distances`` the coarse branch's distance (at least that), so that fields can be blended.
+    ``distances`` a distance that keeps growing away from the band, so that fields can be blended.
     """
     reporter = reporter or Reporter()
     grid, device = model.detail.grid, code.device
@@ -73,9 +73,8 @@ def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: 
         values[start : start + _CHUNK], presence[start : start + _CHUNK] = model.detail(shape, zs, x)
     reporter.report("decoding", 2, 3, message="band")
     band = (presence >= 0.5).cpu().numpy()
-    magnitude = coarse_lattice(model, code, resolution, reporter=reporter)[2].cpu().numpy() if distances else None
     volume = fill_outside_band(candidates[band], values[torch.as_tensor(band, device=device)].cpu().numpy(),
-                               resolution, fill=2 * h, magnitude=magnitude)
+                               resolution, fill=2 * h, distances=distances)
     stats = {"resolution": resolution, "detail_evaluations": int(len(points)), "detail_fraction": len(points) / resolution**3,
              "band_nodes": int(band.sum())}
     return volume, stats
@@ -97,9 +96,9 @@ def _near_stored(keys: np.ndarray, grid_resolution: int, resolution: int) -> np.
 
 
 def fill_outside_band(index: np.ndarray, values: np.ndarray, resolution: int, fill: float,
-                      magnitude: np.ndarray | None = None) -> np.ndarray:
-    """A lattice volume holding ``values`` at ``index``; every other node gets ±``fill`` (or
-    ±max(|magnitude|, ``fill``) where a volume of ``magnitude`` is given).
+                      distances: bool = False) -> np.ndarray:
+    """A lattice volume holding ``values`` at ``index``; every other node gets ±``fill`` (with
+    ``distances``: ±(``fill`` + its Euclidean distance to the band), a continuous distance field).
 
     The nodes outside the band form connected regions (6-connectivity); each takes the majority
     sign of the band values on its boundary (outside, +, if it touches none).
@@ -123,7 +122,7 @@ def fill_outside_band(index: np.ndarray, values: np.ndarray, resolution: int, fi
             votes += np.bincount(labels[tuple(there)][pair], weights=sign[tuple(here)][pair], minlength=count + 1)
     region_sign = np.where(votes < 0, -1.0, 1.0).astype(np.float32)
     outside = ~in_band
-    size = fill if magnitude is None else np.maximum(np.abs(magnitude.reshape(volume.shape)[outside]), fill)
+    size = fill + ndimage.distance_transform_edt(outside)[outside] * lattice_spacing(resolution) if distances else fill
     volume[outside] = region_sign[labels[outside]] * size
     return volume
 

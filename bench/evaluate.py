@@ -125,7 +125,7 @@ class PathQuality:
 
 def interpolation_path(lib: Library, a: str, b: str, inbetweens: int, resolution: int, band: float, detail: float,
                        n_samples: int, seed: int, endpoints: dict[str, Mesh] | None = None) -> PathQuality:
-    """Decode a, ``inbetweens`` slerp blends and b in the normalised frame (``endpoints``: a cache
+    """Decode a, ``inbetweens`` blends (the default blend mode) and b in the normalised frame (``endpoints``: a cache
     of already decoded shapes at this resolution); single-piece flags, roughness, step CDs."""
     weights = [float(w) for w in np.linspace(0.0, 1.0, inbetweens + 2)]
     endpoints = {} if endpoints is None else endpoints
