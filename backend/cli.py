@@ -257,10 +257,13 @@ def _cmd_explore(args: argparse.Namespace, console: _Console) -> int:
         if output is not None:
             mesh = decode(library, code, resolution=args.resolution, like=base, on_progress=console.progress,
                           should_stop=console.should_stop)
-            path = output / f"{stem}.{args.format}"
-            save_mesh(path, mesh.vertices, mesh.faces, mesh.normals)
             console.done()
-            line += f" -> {path}"
+            if len(mesh.faces) == 0:
+                line += " -> no surface at this code (nothing written); try a smaller --spread"
+            else:
+                path = output / f"{stem}.{args.format}"
+                save_mesh(path, mesh.vertices, mesh.faces, mesh.normals)
+                line += f" -> {path}"
         print(line)
     return EXIT_OK
 

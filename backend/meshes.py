@@ -186,10 +186,12 @@ def load_mesh(path: str | Path) -> Mesh:
 
 
 def save_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None) -> None:
-    """Write a mesh (format from the suffix), atomically."""
+    """Write a mesh (format from the suffix), atomically; BadMeshError for an empty mesh."""
     import trimesh
 
     path = Path(path)
+    if len(vertices) == 0 or len(faces) == 0:
+        raise BadMeshError(f"nothing to write to {path}: the decoded surface is empty (this code has no surface)")
     mesh = trimesh.Trimesh(vertices, faces, vertex_normals=normals, process=False)
     tmp = path.with_name(f".{path.name}.tmp")
     mesh.export(tmp, file_type=path.suffix.lstrip(".").lower())

@@ -85,3 +85,30 @@ def test_ctrl_c_leaves_library_untouched(cli_library, tmp_path, data_dir):
     assert "cancelled" in err
     assert lib.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_remove_rename_replace_explore(cli_library, tmp_path, data_dir, capsys):
+    """Library editing and latent-space exploration from the command line, each writing a new file."""
+    from backend.library import Library
+
+    renamed, smaller, replaced = tmp_path / "renamed.csdf", tmp_path / "smaller.csdf", tmp_path / "replaced.csdf"
+    assert main(["-q", "rename", str(cli_library), "torus", "ring", "-o", str(renamed)]) == 0
+    assert Library.load(renamed).names == ["sphere", "ring"]
+    assert main(["-q", "remove", str(renamed), "ring", "-o", str(smaller)]) == 0
+    assert Library.load(smaller).names == ["sphere"] and smaller.stat().st_size < renamed.stat().st_size
+    assert main(["-q", "replace", str(renamed), "ring", str(data_dir / "spot_low_resolution.obj"), "--steps", "20",
+                 "-o", str(replaced), "--cache", str(tmp_path / "cache")]) == 0
+    old, new = Library.load(renamed), Library.load(replaced)
+    assert new.names == ["sphere", "ring"]
+    assert new.shape_info("ring")["source_sha256"] != old.shape_info("ring")["source_sha256"]
+    capsys.readouterr()
+    out_dir = tmp_path / "explore"
+    assert main(["-q", "explore", str(cli_library), "--random", "3", "--spread", "0.3", "--nearest", "1",
+                 "-o", str(out_dir), "--resolution", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "nearest shapes" in out and ((out_dir / "variant_seed3.obj").is_file() or "no surface" in out)
+    assert main(["-q", "explore", str(cli_library), "--base", "sphere", "--vary", "0.5"]) == 0
+    assert "sphere" in capsys.readouterr().out
+    assert main(["-q", "interpolate", str(cli_library), "sphere", "torus", "--steps", "3", "--detail", "0.5",
+                 "--mode", "distance", "-o", str(tmp_path / "strip"), "--resolution", "32"]) == 0
+    assert main(["-q", "rename", str(cli_library), "sphere", "../evil", "-o", str(tmp_path / "x.csdf")]) == EXIT_ERROR

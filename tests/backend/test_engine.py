@@ -247,7 +247,7 @@ def test_blend_with_detail_zero_is_the_coarse_shape(tiny_library):
     """detail=0 adds no shape's detail: the decode is the coarse branch's band decode of the blended code."""
     target = {"sphere": 0.3, "torus": 0.7}
     code, _, _ = _blend(tiny_library, target, "slerp")
-    volume, _ = blend_volume(tiny_library.model, code, [], 40)
+    volume, _ = blend_volume(tiny_library.model, [(code, 1.0)], [], 40)
     coarse, _, _ = marching_cubes(volume)
     mesh = decode(tiny_library, target, resolution=40, detail=0.0, normalized=True)
     np.testing.assert_array_equal(mesh.vertices, coarse)
@@ -262,7 +262,7 @@ def test_whole_shape_blend_with_detail_zero_is_coarse_and_with_detail_one_is_the
     code, _, weights = _blend(tiny_library, {"torus": 1.0}, "slerp")
     assert weights == {tiny_library.index("torus"): 1.0}
     torch.testing.assert_close(code, tiny_library.codes[1])
-    volume, _ = blend_volume(tiny_library.model, code, [], 40)
+    volume, _ = blend_volume(tiny_library.model, [(code, 1.0)], [], 40)
     coarse, _, _ = marching_cubes(volume)
     np.testing.assert_array_equal(decode(tiny_library, {"torus": 1.0}, resolution=40, detail=0.0, normalized=True).vertices,
                                   coarse)
@@ -427,3 +427,28 @@ def test_stored_features_are_already_quantised(tiny_library):
     for shape in range(len(tiny_library.names)):
         features = grid.shape_features(shape).detach()
         assert torch.equal(round_trip(features, tiny_library.preset.storage.feature_bits), features)
+
+
+def test_explore_codes(tiny_library):
+    """Principal directions move a code, seeded variants repeat, a shape's nearest shape is itself."""
+    from backend.api import code_of
+    from backend.explore import code_space, nearest_shapes, random_code, vary
+
+    space = code_space(tiny_library)
+    assert len(space.stds) == 1 and space.directions.shape == (1, tiny_library.codes.shape[1])
+    base = code_of(tiny_library, "sphere")
+    np.testing.assert_allclose(vary(tiny_library, base, [0.0]), base, atol=1e-6)
+    assert not np.allclose(vary(tiny_library, base, [1.0]), base)
+    np.testing.assert_array_equal(random_code(tiny_library, 5), random_code(tiny_library, 5))
+    assert nearest_shapes(tiny_library, base, 1) == [("sphere", pytest.approx(0.0, abs=1e-6))]
+    mesh = decode(tiny_library, random_code(tiny_library, 5), resolution=32, like="torus")
+    assert len(mesh.faces) > 0
+
+
+def test_field_blend_ends_are_the_shapes(tiny_library):
+    """mode='distance' blends whole fields; at either end it is exactly the shape."""
+    whole = decode(tiny_library, "torus", resolution=40)
+    end = decode(tiny_library, {"sphere": 0.0, "torus": 1.0}, resolution=40, mode="distance")
+    np.testing.assert_allclose(end.vertices, whole.vertices, atol=1e-6)  # the blended transform rounds
+    middle = decode(tiny_library, {"sphere": 0.5, "torus": 0.5}, resolution=40, mode="distance")
+    assert len(middle.faces) > 0 and np.isfinite(middle.vertices).all()
