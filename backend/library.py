@@ -29,6 +29,9 @@ from .model import CompactSdf
 from .storage import pack_shape, unpack_shape
 
 _SHAPE_TENSORS = ("nodes", "features", "scales")
+#: safetensors dtype codes as people know them, for messages.
+_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
+                "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
 @dataclass
@@ -219,7 +222,8 @@ def _check_declared_sizes(path: str | Path, config: ModelConfig, shape_count: in
             raise LibraryError(f"{path}: tensor {name} has shape {tuple(declared['shape'])}, expected {shape}")
         want = "U8" if shape is None else "F32"
         if declared.get("dtype") != want or (shape is None and len(declared["shape"]) != 1):
-            raise LibraryError(f"{path}: tensor {name} has dtype {declared.get('dtype')}, expected {want}"
+            got = _DTYPE_NAMES.get(declared.get("dtype"), declared.get("dtype"))
+            raise LibraryError(f"{path}: tensor {name} has dtype {got}, expected {_DTYPE_NAMES[want]}"
                                + (" (a byte string)" if shape is None else ""))
     limit = config.grid_resolution**3
     if any(n < 0 or n > limit for n in node_counts):

@@ -268,7 +268,7 @@ def test_misleading_tensor_messages_fixed(small_library, tmp_path):
     assert "int32" in str(info.value) and "float32" in str(info.value)
     with pytest.raises(LibraryError, match="dtype") as info:
         Library.load(_forge(small_library, tmp_path / "b.csdf", change_tensors=int64_nodes))
-    assert "shape0.nodes" in str(info.value) and "I64" in str(info.value) and "missing" not in str(info.value)
+    assert "shape0.nodes" in str(info.value) and "int64" in str(info.value) and "missing" not in str(info.value)
     with pytest.raises(LibraryError, match="codes .*float32"):
         Library.load(_forge(small_library, tmp_path / "c.csdf", change_tensors=lambda t: t.update(codes=t["codes"].double())))
     with pytest.raises(LibraryError, match="scales"):  # a shape's feature scales must be float32 too

