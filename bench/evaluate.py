@@ -139,10 +139,17 @@ def interpolation_path(lib: Library, a: str, b: str, inbetweens: int, resolution
         seconds.append(dec.stats["seconds"])
     meshes.append(endpoints[b])
     end = compare_meshes(meshes[0], meshes[-1], n_samples=n_samples, seed=seed).cd_l1
-    steps = [compare_meshes(p, q, n_samples=n_samples, seed=seed).cd_l1 for p, q in zip(meshes, meshes[1:])]
+    steps = [_step_cd(p, q, n_samples, seed) for p, q in zip(meshes, meshes[1:])]
     return PathQuality(meshes, weights, [one_closed_piece(m) for m in meshes[1:-1]],
                        one_closed_piece(meshes[0]) and one_closed_piece(meshes[-1]), [roughness_deg(m) for m in meshes],
                        float(end), [float(s) for s in steps], seconds)
+
+
+def _step_cd(p: Mesh, q: Mesh, n_samples: int, seed: int) -> float:
+    """CD-L1 between two steps of a path; infinite where one of them has no surface (a vanished in-between)."""
+    if len(p.faces) == 0 or len(q.faces) == 0:
+        return float("inf")
+    return compare_meshes(p, q, n_samples=n_samples, seed=seed).cd_l1
 
 
 def decode_cost(lib: Library, name: str, resolution: int, band: float) -> dict:
