@@ -71,6 +71,26 @@ class CoarseBranch(nn.Module):
         return self.out(h).squeeze(1)
 
 
+def lattice_corners(x: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear lattice indices (B, 8) and trilinear weights (B, 8) of the cell holding each point of x (B, 3)."""
+    r = resolution
+    u = (x.clamp(-1, 1) + 1) * ((r - 1) / 2)
+    i0 = u.floor().clamp(0, r - 2)
+    frac = u - i0
+    i0 = i0.long()
+    base = (i0[:, 0] * r + i0[:, 1]) * r + i0[:, 2]
+    index, weights = [], []
+    for dx in (0, 1):
+        wx = frac[:, 0] if dx else 1 - frac[:, 0]
+        for dy in (0, 1):
+            wy = frac[:, 1] if dy else 1 - frac[:, 1]
+            for dz in (0, 1):
+                wz = frac[:, 2] if dz else 1 - frac[:, 2]
+                index.append(base + (dx * r + dy) * r + dz)
+                weights.append(wx * wy * wz)
+    return torch.stack(index, 1), torch.stack(weights, 1)
+
+
 class ShapeGrids(nn.Module):
     """Each shape's own sparse feature grid, all on one lattice, read trilinearly.
 
@@ -125,22 +145,8 @@ class ShapeGrids(nn.Module):
 
     def corners(self, shape: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row ids (B, 8) and trilinear weights (B, 8) of the cell containing each point."""
-        r = self.resolution
-        u = (x.clamp(-1, 1) + 1) * ((r - 1) / 2)
-        i0 = u.floor().clamp(0, r - 2)
-        frac = u - i0
-        i0 = i0.long()
-        base = (i0[:, 0] * r + i0[:, 1]) * r + i0[:, 2]
-        index, weights = [], []
-        for dx in (0, 1):
-            wx = frac[:, 0] if dx else 1 - frac[:, 0]
-            for dy in (0, 1):
-                wy = frac[:, 1] if dy else 1 - frac[:, 1]
-                for dz in (0, 1):
-                    wz = frac[:, 2] if dz else 1 - frac[:, 2]
-                    index.append(base + (dx * r + dy) * r + dz)
-                    weights.append(wx * wy * wz)
-        return self.rows_at(shape, torch.stack(index, 1)), torch.stack(weights, 1)
+        index, weights = lattice_corners(x, self.resolution)
+        return self.rows_at(shape, index), weights
 
     def lookup(self, rows: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features renormalised over the present corners (B, C) and node presence (B,) in [0, 1]."""

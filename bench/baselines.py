@@ -28,6 +28,7 @@ from backend.config import ModelConfig, Preset, with_training
 from backend.decode import fill_outside_band, marching_cubes
 from backend.library import Library, ShapeEntry, history_entry
 from backend.meshes import Mesh, normalization, validate_mesh
+from backend.model import lattice_corners
 from backend.sampling import ShapeSamples, cached_samples, signed_distance
 from backend.train import cap_code_norms, code_regularizer, cosine_decay, sample_pools, schedule
 
@@ -152,21 +153,8 @@ class DenseGridField(nn.Module):
         self.out = nn.Linear(dims[-1], 1)
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        r = self.resolution
-        u = (x.clamp(-1, 1) + 1) * ((r - 1) / 2)
-        i0 = u.floor().clamp(0, r - 2)
-        frac = u - i0
-        i0 = i0.long()
-        base = (i0[:, 0] * r + i0[:, 1]) * r + i0[:, 2]
-        index, weights = [], []
-        for dx in (0, 1):
-            for dy in (0, 1):
-                for dz in (0, 1):
-                    index.append(base + (dx * r + dy) * r + dz)
-                    weights.append((frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
-                                   * (frac[:, 2] if dz else 1 - frac[:, 2]))
-        feats = F.embedding_bag(torch.stack(index, 1), self.features, per_sample_weights=torch.stack(weights, 1),
-                                mode="sum", sparse=True)
+        index, weights = lattice_corners(x, self.resolution)
+        feats = F.embedding_bag(index, self.features, per_sample_weights=weights, mode="sum", sparse=True)
         h = torch.cat([z, feats, x], dim=1)
         for layer in self.layers:
             h = F.relu(layer(h))
