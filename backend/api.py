@@ -123,7 +123,8 @@ def _fit_codes(model: CompactSdf, old_codes: torch.Tensor, samples: list[ShapeSa
     cfg, d, dev = spec.train, spec.model.code_size, old_codes.device
     if not adding:
         steps = cfg.coarse_steps_for(len(samples))
-        codes = torch.nn.Parameter((torch.randn(len(samples), d, generator=torch.Generator().manual_seed(0)) / d**0.5).to(dev))
+        init = torch.Generator().manual_seed(gen.initial_seed())
+        codes = torch.nn.Parameter((torch.randn(len(samples), d, generator=init) / d**0.5).to(dev))
         budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
         done, loss = train_coarse(model, codes, samples, cfg, steps=steps, budget_s=budget, gen=gen, reporter=reporter,
                                   progress=(0, 2 * steps))
