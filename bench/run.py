@@ -483,22 +483,32 @@ def run(cfg: BenchConfig) -> dict:
                "methods": methods, "per_shape": per_shape, "categories": categories(cfg.meshes, shapes),
                "rate_distortion": rd, "draco_available": draco_available(), "uncached": uncached,
                "sampling_cached": not cfg.fresh_samples and uncached == 0}
+    save_partial(results, cfg.out)
     if new is not None:
         results["add_remove"] = add_remove(cfg, shapes, preset, new, oracle_cd, samples_dir)
     elif extra is not None:
         results["add_remove"] = add_new_mesh(cfg, shapes, libs[OURS], methods[OURS], *extra, per_shape)
     log(f"interpolation: {len(pairs)} pairs × {cfg.inbetweens} in-betweens at {cfg.path_resolution}^3 "
         f"(estimated {stages['interpolation'] / 60:.1f} min)")
+    save_partial(results, cfg.out)
     results["interpolation"] = interpolations(cfg, libs[OURS], pairs, pictures, images)
     results["random_variants"] = random_variants(cfg, libs[OURS], images)
+    save_partial(results, cfg.out)
     if cfg.scaling:
         results["scaling"] = scaling(cfg, shapes, preset, per_shape, methods[OURS], samples_dir)
+        save_partial(results, cfg.out)
     if cfg.ablations:
         results["ablations"] = ablations(cfg, shapes, preset, methods[OURS], oracle_cd, samples_dir, per_shape)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     return results
+
+
+def save_partial(results: dict, out: Path) -> None:
+    """The stages measured so far, so a run that dies late still leaves its numbers."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.partial.json").write_text(json.dumps(results, indent=1, default=float))
 
 
 def ablations(cfg: BenchConfig, shapes: Mapping[str, Mesh], preset: Preset, ours_info: dict,
