@@ -6,6 +6,7 @@ function that changes a library returns a new Library and leaves its argument un
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,20 +14,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DecodeConfig, Preset, get_preset, with_training
+from .checkpoint import Checkpointer, fingerprint
+from .config import DEFAULT_CHECKPOINT_MINUTES, DecodeConfig, Preset, get_preset, with_training
 from .decode import DecodedMesh, blend_codes, blend_volume, coarse_lattice, marching_cubes, shape_volume
 from .device import pick_device
-from .errors import BadInputError, BadMeshError, Cancelled, LibraryError
+from .distributed import SINGLE, Cluster, broadcast_, check_shape_count, gather_to_root, join, leave
+from .errors import BadInputError, BadMeshError, Cancelled, CheckpointError, LibraryError
 from .library import Library, ShapeEntry, history_entry
 from .meshes import Mesh, Normalization, normalization, validate_mesh
 from .model import CompactSdf
 from .names import validate_shape_name
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
-from .sampling import ShapeSamples, cached_samples
+from .sampling import ShapeSamples, sample_shapes
 from .storage import round_trip
-from .train import fit_code, stored_band, train_coarse, train_detail
+from .train import Session, fit_code, stored_band, train_coarse, train_detail
 
-__all__ = ["Progress", "Library", "DecodedMesh", "encode", "remove", "rename", "replace", "decode", "interpolate",
+__all__ = ["Progress", "Library", "DecodedMesh", "encode", "encode_on_cluster", "remove", "rename", "replace", "decode", "interpolate",
            "invert", "code_of", "Cancelled"]
 
 DecodeTarget = str | Mapping[str, float] | np.ndarray
@@ -58,6 +61,9 @@ def _fit_errors(model: CompactSdf, shape: int, code: torch.Tensor, samples: Shap
     return {"near_surface_error": float(err[:n].mean()), "far_field_error": float(err[n:].mean())}
 
 
+DEFAULT_CHECKPOINT_EVERY_S = DEFAULT_CHECKPOINT_MINUTES * 60
+
+
 def encode(
     shapes: Mapping[str, Mesh],
     *,
@@ -71,19 +77,55 @@ def encode(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
     cache_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S,
+    resume: bool = False,
+    sampling_workers: int | None = None,
 ) -> Library:
     """Encode meshes into a new library, or add them to ``library`` (returned as a new object).
 
     ``preset`` is a preset name or a Preset, ``size`` one of ``config.SIZES``; ``steps`` or
     ``time_budget_s`` override the training length (by default it grows with the collection).
+    Shapes are sampled on ``sampling_workers`` processes (default one per core).
+
+    With ``checkpoint`` (a directory, see ``checkpoint.checkpoint_path``) the training state is
+    saved there every ``checkpoint_every_s`` seconds, and ``resume=True`` continues from it; the
+    caller deletes it (``checkpoint.remove_checkpoint``) once the library is saved.
 
     Adding keeps every shared weight and every old shape exactly as it was: each new shape gets a
     code fitted through the frozen coarse branch and its own detail grid. Raises BadMeshError for
     unusable input and Cancelled when ``should_stop()`` turns true; nothing is written either way.
     """
+    result = _encode(shapes, SINGLE, pick_device(device), preset=preset, size=size, steps=steps,
+                     time_budget_s=time_budget_s, library=library, seed=seed, on_progress=on_progress,
+                     should_stop=should_stop, cache_dir=cache_dir, checkpoint=checkpoint,
+                     checkpoint_every_s=checkpoint_every_s, resume=resume, sampling_workers=sampling_workers)
+    assert result is not None  # a single process is rank 0
+    return result
+
+
+def encode_on_cluster(shapes: Mapping[str, Mesh], *, device: str = "auto", **options: object) -> Library | None:
+    """``encode`` as one process of a ``torchrun`` job (the same as ``encode`` outside one).
+
+    Each process samples and trains its share of the shapes (see ``distributed``); the finished
+    library is returned on rank 0 and None on every other rank. Adding to a library and time
+    budgets run in one process only.
+    """
+    cluster, dev = join(pick_device(device))
+    try:
+        return _encode(shapes, cluster, dev, **options)  # type: ignore[arg-type]
+    finally:
+        leave()
+
+
+def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, preset: str | Preset = "fast",
+            size: str | None = None, steps: int | None = None, time_budget_s: float | None = None,
+            library: Library | None = None, seed: int = 0, on_progress: ProgressCallback | None = None,
+            should_stop: StopCallback | None = None, cache_dir: str | Path | None = None,
+            checkpoint: str | Path | None = None, checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S,
+            resume: bool = False, sampling_workers: int | None = None) -> Library | None:
     reporter = Reporter(on_progress, should_stop)
     torch.manual_seed(seed)
-    dev = pick_device(device)
     if library is None:
         spec = preset if isinstance(preset, Preset) else get_preset(preset, size)
         spec = with_training(spec, steps=steps, time_budget_s=time_budget_s)
@@ -91,52 +133,93 @@ def encode(
     else:  # the library's own sizes and sampling; only the training length may change
         base = library.copy()
         spec = base.preset = with_training(base.preset, steps=steps, time_budget_s=time_budget_s)
+    if cluster.distributed and (library is not None or spec.train.time_budget_s is not None):
+        raise BadInputError("adding shapes and time budgets (--minutes) run in one process: run this without torchrun")
     prepared = _prepare(shapes, base.names)
-    samples = []
-    for i, (name, _, _, normalized) in enumerate(prepared):
-        reporter.report("sampling", i, len(prepared), message=f"sampling {name}")
-        samples.append(cached_samples(normalized, spec.sample, Path(cache_dir) if cache_dir else None, seed))
+    check_shape_count(cluster, len(prepared))
+    owned = cluster.owned(len(prepared))
+    session = Session(cluster)
+    if checkpoint is not None:
+        run_id = fingerprint(shapes=[(p[0], p[1].content_hash()) for p in prepared], preset=dataclasses.asdict(spec),
+                             seed=seed, base=[(e.name, e.source_sha256) for e in base.shapes])
+        session.checkpoints = Checkpointer(Path(checkpoint), checkpoint_every_s, run_id, cluster)
+        if resume:
+            session.resumed = session.checkpoints.load()
+        elif session.checkpoints.exists():
+            raise CheckpointError(f"an interrupted run left a checkpoint in {checkpoint}: resume it (--resume) or "
+                                  "delete it to start over")
+    samples = sample_shapes([prepared[i][3] for i in owned], spec.sample, Path(cache_dir) if cache_dir else None, seed,
+                            workers=sampling_workers, reporter=reporter, names=[prepared[i][0] for i in owned])
     start = time.perf_counter()
-    model, gen = base.model.to(dev), torch.Generator(device=dev).manual_seed(seed)
+    model = base.model.to(dev)
+    gen = torch.Generator(device=dev).manual_seed(seed + _RANK_SEED_STRIDE * cluster.rank)
+    broadcast_(model.parameters(), cluster)
     model.train()
-    new_codes, coarse_steps, coarse_loss = _fit_codes(model, base.codes.to(dev), samples, spec, library is not None,
-                                                      gen, reporter)
-    grids = list(range(len(base.shapes), len(base.shapes) + len(prepared)))
+    new_codes, coarse_steps, coarse_loss = _fit_codes(model, base.codes.to(dev), samples, owned, len(prepared), spec,
+                                                      library is not None, seed, gen, reporter, session)
+    codes = torch.cat([base.codes.to(dev), new_codes])
+    grids = list(range(len(base.shapes), len(base.shapes) + len(samples)))  # this rank's new grids, in order
     detail_steps, fused_loss = 0, coarse_loss
     if model.detail is not None:
-        detail_steps, fused_loss = _fit_grids(model, new_codes, samples, grids, spec, library is None, gen, reporter)
+        session.codes = codes
+        detail_steps, fused_loss = _fit_grids(model, new_codes[owned], samples, grids, spec, library is None, gen,
+                                              reporter, session)
     model.eval()
-    codes = torch.cat([base.codes.to(dev), new_codes])
+    errors = {}
+    for i, g, s in zip(owned, grids, samples):
+        fit = _fit_errors(model, g, codes[len(base.shapes) + i : len(base.shapes) + i + 1], s)
+        errors[i] = torch.tensor([[fit["near_surface_error"], fit["far_field_error"]]], dtype=torch.float64)
+    stats = gather_to_root(errors, len(prepared), cluster, dtype=torch.float64, width=2)
+    if model.detail is not None and cluster.distributed:
+        _gather_grids(model, owned, grids, len(prepared), cluster)
+    if not cluster.is_root:
+        return None
     entries = list(base.shapes)
-    for grid, (name, clean, transform, _), s in zip(grids, prepared, samples):
-        entries.append(ShapeEntry(name, transform, clean.content_hash(), _fit_errors(model, grid, codes[grid : grid + 1], s)))
+    for i, (name, clean, transform, _) in enumerate(prepared):
+        near, far = stats[i][0].tolist()
+        entries.append(ShapeEntry(name, transform, clean.content_hash(), {"near_surface_error": near, "far_field_error": far}))
     kind = "add" if library is not None else "encode"
     history = base.history + [history_entry(kind, [p[0] for p in prepared], {
         "coarse_steps": coarse_steps, "detail_steps": detail_steps, "seconds": round(time.perf_counter() - start, 2),
-        "coarse_loss": coarse_loss, "fused_loss": fused_loss, "device": str(dev)})]
+        "coarse_loss": coarse_loss, "fused_loss": fused_loss, "device": str(dev), "world_size": cluster.world_size})]
     return Library(spec, model, codes.detach(), entries, history)
 
 
-def _fit_codes(model: CompactSdf, old_codes: torch.Tensor, samples: list[ShapeSamples], spec: Preset, adding: bool,
-               gen: torch.Generator, reporter: Reporter) -> tuple[torch.Tensor, int, float]:
-    """Codes of the new shapes: trained with the coarse branch (new library) or through it, frozen (add)."""
+#: Rank r draws its batches from generator seed ``seed + r * stride`` (rank 0 uses the seed itself).
+_RANK_SEED_STRIDE = 1_000_003
+
+
+def _fit_codes(model: CompactSdf, old_codes: torch.Tensor, samples: list[ShapeSamples], owned: list[int], count: int,
+               spec: Preset, adding: bool, seed: int, gen: torch.Generator, reporter: Reporter,
+               session: Session) -> tuple[torch.Tensor, int, float]:
+    """Codes of the ``count`` new shapes: trained with the coarse branch (new library) or through
+    it, frozen (add); taken from the checkpoint when the run resumes in its detail phase."""
     cfg, d, dev = spec.train, spec.model.code_size, old_codes.device
+    resumed = session.resumed
+    if resumed is not None and resumed.phase == "detail":
+        return (resumed.codes.to(dev)[len(old_codes):], int(resumed.facts["coarse_steps"]),
+                float(resumed.facts["coarse_loss"]))
     if not adding:
-        steps = cfg.coarse_steps_for(len(samples))
-        init = torch.Generator().manual_seed(gen.initial_seed())
-        codes = torch.nn.Parameter((torch.randn(len(samples), d, generator=init) / d**0.5).to(dev))
+        steps = cfg.coarse_steps_for(count)
+        init = torch.Generator().manual_seed(seed)
+        codes = torch.nn.Parameter((torch.randn(count, d, generator=init) / d**0.5).to(dev))
+        broadcast_([codes], session.cluster)
         budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
         done, loss = train_coarse(model, codes, samples, cfg, steps=steps, budget_s=budget, gen=gen, reporter=reporter,
-                                  progress=(0, 2 * steps))
+                                  progress=(0, 2 * steps), rows=owned, session=session)
+        session.facts.update(coarse_steps=done, coarse_loss=loss)
         return codes.detach(), done, loss
     init = old_codes.mean(0, keepdim=True) if len(old_codes) else torch.zeros(1, d, device=dev)
     fitted = [fit_code(model, s, cfg, init, steps=cfg.invert_steps, gen=gen, reporter=reporter) for s in samples]
-    return torch.cat([c for c, _ in fitted]), cfg.invert_steps * len(samples), float(np.mean([loss for _, loss in fitted]))
+    steps, loss = cfg.invert_steps * len(samples), float(np.mean([loss for _, loss in fitted]))
+    session.facts.update(coarse_steps=steps, coarse_loss=loss)
+    return torch.cat([c for c, _ in fitted]), steps, loss
 
 
 def _fit_grids(model: CompactSdf, codes: torch.Tensor, samples: list[ShapeSamples], grids: list[int], spec: Preset,
-               train_mlp: bool, gen: torch.Generator, reporter: Reporter) -> tuple[int, float]:
-    """Give each new shape its own grid over its stored band, train it, and round it as it will be stored."""
+               train_mlp: bool, gen: torch.Generator, reporter: Reporter, session: Session) -> tuple[int, float]:
+    """Give each of this process's new shapes its own grid over its stored band, train it, and
+    round it as it will be stored; ``codes`` holds their codes."""
     grid, storage = model.detail.grid, spec.storage
     keys, features = grid.all_shapes()
     keys += [stored_band(s, spec.model.grid_resolution, storage.band_cells)[0] for s in samples]
@@ -146,12 +229,23 @@ def _fit_grids(model: CompactSdf, codes: torch.Tensor, samples: list[ShapeSample
     total = cfg.coarse_steps_for(len(samples))
     done, loss = train_detail(model, codes, samples, grids, cfg, band_cells=storage.band_cells,
                               feature_bits=storage.feature_bits, train_mlp=train_mlp, budget_s=budget, gen=gen,
-                              reporter=reporter, progress=(total, 2 * total))
+                              reporter=reporter, progress=(total, 2 * total), session=session)
     with torch.no_grad():
         for g in grids:
             rows = grid.shape_features(g)
             rows.copy_(round_trip(rows, storage.feature_bits).to(rows.device))
     return done, loss
+
+
+def _gather_grids(model: CompactSdf, owned: list[int], grids: list[int], count: int, cluster: Cluster) -> None:
+    """Rank 0's grid := every shape's grid in shape order, from the ranks that trained them."""
+    grid = model.detail.grid
+    keys = gather_to_root({i: grid.keys[g][:, None] for i, g in zip(owned, grids)}, count, cluster,
+                          dtype=torch.int64, width=1)
+    features = gather_to_root({i: grid.shape_features(g) for i, g in zip(owned, grids)}, count, cluster,
+                              dtype=torch.float32, width=grid.channels)
+    if cluster.is_root:
+        grid.set_shapes([keys[i][:, 0].numpy() for i in range(count)], [features[i] for i in range(count)])
 
 
 def invert(library: Library, mesh: Mesh, name: str, **kwargs: object) -> Library:

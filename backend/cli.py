@@ -103,23 +103,52 @@ def _cmd_encode(args: argparse.Namespace, console: _Console) -> int:
 
     The whole run holds the library's cross-process lock, and --add reads the library only once
     it holds it: two concurrent adds to one library run one after the other and both land.
+    Under torchrun (see ``distributed``) every process trains its share of the shapes and rank 0
+    alone takes the lock and writes the library. Long runs leave a checkpoint beside the output
+    (``<output>.ckpt``) until the library is saved; ``--resume`` continues from it.
     """
-    from .api import encode
+    from .api import encode, encode_on_cluster
+    from .checkpoint import checkpoint_path, remove_checkpoint
+    from .distributed import launched_by_torchrun
     from .library import Library
     from .meshes import load_mesh
 
     check_writable(args.output)
     shapes = {name: load_mesh(path) for name, path in _shape_names(args.meshes).items()}
-    with file_lock(args.output, should_stop=console.should_stop, on_wait=_waiting(args.output)):
-        existing = Library.load(args.output) if args.add else None
-        if existing is None and args.output.exists() and not args.overwrite:
-            raise CompactSdfError(f"{args.output} exists; pass --add to add shapes to it or --overwrite to replace it")
-        start = time.perf_counter()
-        library = encode(shapes, preset=args.preset, size=args.size, steps=args.steps,
-                         time_budget_s=args.minutes * 60 if args.minutes else None,
-                         library=existing, seed=args.seed, device=args.device,
-                         on_progress=console.progress, should_stop=console.should_stop, cache_dir=args.cache)
-        _save(library, args.output)
+    ckpt = checkpoint_path(args.output)
+    options = dict(preset=args.preset, size=args.size, steps=args.steps,
+                   time_budget_s=args.minutes * 60 if args.minutes else None, seed=args.seed, device=args.device,
+                   cache_dir=args.cache, checkpoint=ckpt if args.checkpoint_every > 0 or args.resume else None,
+                   checkpoint_every_s=args.checkpoint_every * 60 if args.checkpoint_every > 0 else float("inf"),
+                   resume=args.resume, sampling_workers=args.sampling_workers)
+    start = time.perf_counter()
+    if launched_by_torchrun():
+        if args.add:
+            raise BadInputError("--add runs in one process: run it without torchrun")
+        if args.output.exists() and not args.overwrite:
+            raise CompactSdfError(f"{args.output} exists; pass --overwrite to replace it")
+        root = os.environ.get("RANK") == "0"
+        library = encode_on_cluster(shapes, on_progress=console.progress if root else None,
+                                    should_stop=console.should_stop, **options)
+        if library is None:
+            return EXIT_OK
+        with file_lock(args.output, should_stop=console.should_stop, on_wait=_waiting(args.output)):
+            _save(library, args.output)
+    else:
+        with file_lock(args.output, should_stop=console.should_stop, on_wait=_waiting(args.output)):
+            existing = Library.load(args.output) if args.add else None
+            if existing is None and args.output.exists() and not args.overwrite:
+                raise CompactSdfError(f"{args.output} exists; pass --add to add shapes to it or --overwrite to replace it")
+            try:
+                library = encode(shapes, library=existing, on_progress=console.progress,
+                                 should_stop=console.should_stop, **options)  # type: ignore[arg-type]
+            except Cancelled:
+                if ckpt.is_dir():
+                    raise Cancelled(f"cancelled; {args.output} was not written; continue from the last checkpoint "
+                                    "by running the same command with --resume") from None
+                raise
+            _save(library, args.output)
+    remove_checkpoint(ckpt)
     console.done()
     size = args.output.stat().st_size
     print(f"encoded {len(shapes)} shape(s) in {time.perf_counter() - start:.1f} s -> {args.output} "
@@ -314,7 +343,7 @@ def _cmd_eval(args: argparse.Namespace, console: _Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from .config import BLEND_MODES, DEFAULT_PRESET, DEFAULT_SIZE, PRESETS, SIZES, DecodeConfig
+    from .config import BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, PRESETS, SIZES, DecodeConfig
 
     defaults = DecodeConfig()
 
@@ -336,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--add", action="store_true", help="add the meshes to an existing library")
     p.add_argument("--overwrite", action="store_true", help="replace an existing library file")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=float, default=DEFAULT_CHECKPOINT_MINUTES, metavar="MINUTES",
+                   help="save the training state to OUTPUT.ckpt this often (fractions allowed; 0: never; "
+                        f"default {DEFAULT_CHECKPOINT_MINUTES:g}, so shorter runs write none)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUTPUT.ckpt")
+    p.add_argument("--sampling-workers", type=int, help="processes that sample the meshes (default: one per core)")
     job_options(p)
 
     p = sub.add_parser("decode", help="decode shapes of a library into meshes")

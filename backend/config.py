@@ -187,6 +187,8 @@ PRESETS: dict[str, Preset] = {
 SIZES: dict[str, tuple[int, float]] = {"small": (2, 1.5), "default": (4, 2.0), "large": (8, 3.0)}
 DEFAULT_PRESET = "fast"
 DEFAULT_SIZE = "default"
+#: A long encode saves a checkpoint this often (minutes), so runs shorter than this write none.
+DEFAULT_CHECKPOINT_MINUTES = 5.0
 
 
 def get_preset(name: str, size: str | None = None, **train_overrides: object) -> Preset:

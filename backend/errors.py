@@ -23,3 +23,7 @@ class LibraryError(CompactSdfError):
 
 class Cancelled(CompactSdfError):
     """The caller asked the job to stop; nothing was written."""
+
+
+class CheckpointError(CompactSdfError):
+    """A training checkpoint is missing, unreadable, or belongs to another run."""

@@ -13,6 +13,7 @@ a sensible inside.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from .config import SampleConfig
 from .meshes import Mesh
+from .progress import Reporter
 
 _CHUNK = 262_144
 
@@ -138,7 +140,62 @@ def cached_samples(normalized: Mesh, config: SampleConfig, cache_dir: Path | Non
             path.unlink(missing_ok=True)  # a corrupt cache entry is resampled, never trusted
     samples = sample_shape(normalized, config, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # two processes may sample one mesh
     np.savez(tmp, **{k: v for k, v in asdict(samples).items()})
     tmp.replace(path)
     return samples
+
+
+def default_workers(shapes: int) -> int:
+    """Sampling processes for ``shapes`` shapes: one per core this process may use (shared with the
+    other processes of a torchrun job on this node), at most one per shape."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(shapes, cores // max(1, per_node)))
+
+
+def _sample_one(job: tuple[int, Mesh, SampleConfig, Path | None, int]) -> tuple[int, ShapeSamples]:
+    index, mesh, config, cache_dir, seed = job
+    return index, cached_samples(mesh, config, cache_dir, seed)
+
+
+def sample_shapes(meshes: list[Mesh], config: SampleConfig, cache_dir: Path | None, seed: int = 0, *,
+                  workers: int | None = None, reporter: Reporter | None = None,
+                  names: list[str] | None = None) -> list[ShapeSamples]:
+    """``cached_samples`` of every normalised mesh, on ``workers`` processes (default: one per core).
+
+    Each shape's samples depend only on its mesh, ``config`` and ``seed``, so the result is the
+    same bit for bit whatever the number of workers. ``reporter`` gets a report as each shape
+    finishes and can cancel (the pool is terminated at once).
+    """
+    reporter = reporter or Reporter()
+    names = names or [f"shape {i + 1}" for i in range(len(meshes))]
+    workers = default_workers(len(meshes)) if workers is None else max(1, min(workers, len(meshes)))
+    jobs = [(i, m, config, cache_dir, seed) for i, m in enumerate(meshes)]
+    out: list[ShapeSamples | None] = [None] * len(meshes)
+    if workers == 1:
+        for job in jobs:
+            reporter.report("sampling", job[0], len(jobs), message=f"sampling {names[job[0]]}")
+            out[job[0]] = _sample_one(job)[1]
+        return out  # type: ignore[return-value]
+    import multiprocessing
+
+    reporter.report("sampling", 0, len(jobs), message=f"sampling {len(jobs)} shapes on {workers} processes")
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        results = pool.imap_unordered(_sample_one, jobs)
+        for done in range(1, len(jobs) + 1):
+            while True:
+                reporter.check()
+                try:
+                    index, samples = results.next(timeout=0.25)
+                    break
+                except multiprocessing.TimeoutError:
+                    continue
+            out[index] = samples
+            reporter.report("sampling", done, len(jobs), message=f"sampled {names[index]}")
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+    return out  # type: ignore[return-value]

@@ -21,12 +21,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from .checkpoint import Checkpointer, TrainingState
 from .config import TrainConfig
+from .distributed import SINGLE, Cluster, sum_gradients, total
 from .model import CompactSdf
 from .progress import Reporter
 from .sampling import ShapeSamples, lattice_points
@@ -45,13 +47,48 @@ class TrainStats:
     fused_loss: float
 
 
-def schedule(steps: int, budget_s: float | None) -> Iterator[tuple[int, float]]:
-    """Yield (step, fraction done): ``steps`` steps, or as many as fit in ``budget_s`` seconds."""
+@dataclass
+class Session:
+    """What the phases of one training run share: its process group (``distributed``), its
+    checkpoints and the state it resumes from (``checkpoint``), and the full code table."""
+
+    cluster: Cluster = SINGLE
+    checkpoints: Checkpointer | None = None
+    resumed: TrainingState | None = None
+    codes: torch.Tensor | None = None
+    facts: dict = field(default_factory=dict)  #: carried by every checkpoint (e.g. the coarse phase's results)
+
+    def start(self, phase: str, model: CompactSdf, optimizers: list[torch.optim.Optimizer],
+              gen: torch.Generator) -> tuple[int, float]:
+        """(steps done, fraction done) of ``phase``: restores model, codes, optimisers and generator
+        when the resumed state was saved in this phase, else (0, 0)."""
+        state = self.resumed
+        if state is None or state.phase != phase:
+            return 0, 0.0
+        state.load_model(model)
+        if self.codes is not None:
+            with torch.no_grad():
+                self.codes.copy_(state.codes.to(self.codes.device))
+        state.load_optimizers(optimizers)
+        state.load_generator(gen)
+        self.resumed = None
+        return state.step, state.fraction
+
+    def step_done(self, phase: str, step: int, fraction: float, model: CompactSdf,
+                  optimizers: list[torch.optim.Optimizer], gen: torch.Generator) -> None:
+        """Write a checkpoint after ``step`` steps of ``phase`` if one is due."""
+        if self.checkpoints is not None and self.codes is not None and self.checkpoints.due():
+            self.checkpoints.save(phase, step, fraction, model, self.codes, optimizers, gen, self.facts)
+
+
+def schedule(steps: int, budget_s: float | None, start: int = 0, fraction: float = 0.0) -> Iterator[tuple[int, float]]:
+    """Yield (step, fraction done): ``steps`` steps, or as many as fit in ``budget_s`` seconds,
+    beginning after ``start`` steps (``fraction`` of the budget) already done."""
     if budget_s is None:
-        yield from ((step, step / steps) for step in range(steps))
+        yield from ((step, step / steps) for step in range(start, steps))
         return
-    start, step = time.perf_counter(), 0
-    while (elapsed := time.perf_counter() - start) < budget_s:
+    start_time, step = time.perf_counter() - fraction * budget_s, start
+    while (elapsed := time.perf_counter() - start_time) < budget_s:
         yield step, elapsed / budget_s
         step += 1
 
@@ -109,35 +146,52 @@ def slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tenso
 
 def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[ShapeSamples], config: TrainConfig, *,
                  steps: int, budget_s: float | None, gen: torch.Generator, reporter: Reporter,
-                 progress: tuple[int, int]) -> tuple[int, float]:
-    """Codes (one row per sample set) and the coarse branch on every sample; (steps done, loss).
+                 progress: tuple[int, int], rows: list[int] | None = None,
+                 session: Session | None = None) -> tuple[int, float]:
+    """Codes and the coarse branch on every sample; (steps done, loss).
+
+    Sample set ``i`` belongs to code row ``rows[i]`` (default ``i``). In a multi-process run each
+    rank passes its own shapes and draws its share of the batch; gradients of the codes and the
+    coarse branch are summed over the ranks, so every replica takes the same step.
 
     With two or more shapes, ``blend_fraction`` of each batch sits at a random blend of two codes
     and learns the same blend of the two shapes' distances: the shape's true distance and the
     other's current prediction (no gradient), so in-betweens stay whole and evenly paced.
     """
-    band, points = sample_pools(samples, model.config.grid_resolution, codes.device)
+    session = session or Session()
+    cluster, device = session.cluster, codes.device
+    band, points = sample_pools(samples, model.config.grid_resolution, device)
+    row_of = torch.as_tensor(rows if rows is not None else range(len(samples)), dtype=torch.int64, device=device)
+    share = len(samples) / len(codes)
+    band_batch, point_batch = (max(1, round(b * share)) for b in (config.band_batch, config.point_batch))
+    global_batch = total(band_batch + point_batch, cluster)
+    replicated = [codes, *model.coarse.parameters()]
     opt = torch.optim.Adam([{"params": [codes], "lr": config.lr_code},
                             {"params": list(model.coarse.parameters()), "lr": config.lr_network}])
     base = [[g["lr"] for g in opt.param_groups]]
-    n_blend = int((config.band_batch + config.point_batch) * config.blend_fraction) if len(samples) > 1 else 0
-    loss, done = torch.zeros(()), 0
-    for step, frac in schedule(steps, budget_s):
+    n_blend = int((band_batch + point_batch) * config.blend_fraction) if len(codes) > 1 else 0
+    session.codes = codes
+    start, fraction = session.start("coarse", model, [opt], gen)
+    loss, done = torch.zeros(()), start
+    for step, frac in schedule(steps, budget_s, start, fraction):
         cosine_decay([opt], base, frac, config.final_lr_fraction)
         done += 1
-        bi, pi = band.draw(config.band_batch, gen), points.draw(config.point_batch, gen)
+        bi, pi = band.draw(band_batch, gen), points.draw(point_batch, gen)
         x = torch.cat([band.points[bi], points.points[pi]])
         sdf = torch.cat([band.sdf[bi], points.sdf[pi]])
-        z = codes[torch.cat([band.shape[bi], points.shape[pi]])]
+        z = codes[row_of[torch.cat([band.shape[bi], points.shape[pi]])]]
         if n_blend:
             z, sdf = _blend_batch(model, codes, z, x, sdf, n_blend, gen)
-        loss = (model.coarse(z, x) - sdf).abs().mean()
+        error = (model.coarse(z, x) - sdf).abs()
+        loss = error.mean().detach()
         opt.zero_grad(set_to_none=True)
-        (loss + code_regularizer(codes, config, frac)).backward()
+        (error.sum() / global_batch + code_regularizer(codes, config, frac) / cluster.world_size).backward()
+        sum_gradients(replicated, cluster)
         opt.step()
         cap_code_norms(codes)
         if step % 10 == 0:
             reporter.report("training coarse", progress[0] + int(frac * steps), progress[1], loss.item())
+            session.step_done("coarse", step + 1, frac, model, [opt], gen)
     return done, loss.item()
 
 
@@ -226,45 +280,58 @@ def _frozen_first_channel(grad: torch.Tensor) -> torch.Tensor:
 
 def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], grids: list[int], config: TrainConfig,
                  *, band_cells: float, feature_bits: int, train_mlp: bool, budget_s: float | None, gen: torch.Generator,
-                 reporter: Reporter, progress: tuple[int, int]) -> tuple[int, float]:
+                 reporter: Reporter, progress: tuple[int, int], session: Session | None = None) -> tuple[int, float]:
     """Fit the grids ``grids`` (and the detail MLP if ``train_mlp``) to the exact distance in each stored band.
 
     Channel 0 of every node is set to its distance, already rounded to ``feature_bits``, and kept;
     the other channels and the MLP learn what that rounding and trilinear reading between nodes
     lose. ``z`` holds the frozen code of each sample set. Each batch is 7/8 stored nodes (what
     decoding at the grid's resolution reads) and 1/8 near-surface points between nodes (what
-    other resolutions read). Returns (steps done, last loss).
+    other resolutions read). In a multi-process run each rank trains the grids of its own shapes
+    on its share of the batch (by stored nodes) and the MLP's gradients are summed over the ranks.
+    Returns (steps done, last loss).
     """
-    detail = model.detail
+    session = session or Session()
+    cluster, detail = session.cluster, model.detail
     sets = _detail_sets(model, samples, grids, band_cells, reporter)
     _store_first_channel(model, sets[0], grids, feature_bits)
-    steps = config.detail_steps_for(len(sets[0].x))
-    sizes = (config.detail_batch * 7 // 8, config.detail_batch // 8)
+    nodes = len(sets[0].x)
+    all_nodes = total(nodes, cluster)
+    steps = config.detail_steps_for(int(all_nodes))
+    share = nodes / max(all_nodes, 1.0)
+    sizes = (round(config.detail_batch * 7 // 8 * share), round(config.detail_batch // 8 * share))
+    global_batch = max(total(sum(sizes), cluster), 1.0)
     features = detail.grid.features
+    mlp = [p for p in detail.parameters() if p is not features]
     hook = features.register_hook(_frozen_first_channel)
     optimizers: list[torch.optim.Optimizer] = [torch.optim.SparseAdam([features], lr=config.lr_grid)]
     base = [[config.lr_grid]]
     if train_mlp:
-        optimizers.append(torch.optim.Adam([p for p in detail.parameters() if p is not features], lr=config.lr_network))
+        optimizers.append(torch.optim.Adam(mlp, lr=config.lr_network))
         base.append([config.lr_network])
-    loss, done = torch.zeros(()), 0
+    start, fraction = session.start("detail", model, optimizers, gen)
+    loss, done = torch.zeros(()), start
     try:
-        for step, frac in schedule(steps, budget_s):
+        for step, frac in schedule(steps, budget_s, start, fraction):
             cosine_decay(optimizers, base, frac, config.final_lr_fraction)
             done += 1
-            loss = torch.zeros(())
+            error = torch.zeros(())
             for part, n in zip(sets, sizes):
                 i = part.draw(min(n, len(part.x)), gen) if len(part.x) else part.order[:0]
                 feats, _ = detail.grid.lookup(part.rows[i], part.weights[i])
                 pred = detail.from_features(z[part.z_index[i]], part.x[i], feats)
-                loss = loss + (pred - part.sdf[i]).abs().sum() / config.detail_batch
+                error = error + (pred - part.sdf[i]).abs().sum()
+            loss = error.detach() / max(sum(sizes), 1)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (error / global_batch).backward()
+            if train_mlp:
+                sum_gradients(mlp, cluster)
             for opt in optimizers:
                 opt.step()
             if step % 10 == 0:
                 reporter.report("training detail", progress[0] + int(frac * (progress[1] - progress[0])), progress[1], loss.item())
+                session.step_done("detail", step + 1, frac, model, optimizers, gen)
     finally:
         hook.remove()
     return done, loss.item()
