@@ -1,4 +1,4 @@
-"""Command line: ``python -m backend {encode,decode,interpolate,invert,remove,rename,replace,explore,info,eval}``.
+"""Command line: ``python -m backend {encode,decode,interpolate,invert,remove,rename,replace,explore,info,eval,make-collection}``.
 
 Thin over ``backend.api``. Exit codes: 0 success, 1 a clear error (bad mesh, bad library, an
 unwritable output, ...), 2 bad usage, 130 cancelled with Ctrl-C (existing files untouched).
@@ -341,6 +341,20 @@ def _cmd_eval(args: argparse.Namespace, console: _Console) -> int:
     return EXIT_OK
 
 
+def _cmd_make_collection(args: argparse.Namespace, console: _Console) -> int:
+    """Write a procedural collection of closed meshes (superquadrics, tori, blobs) for tests and benchmarks."""
+    from .procedural import procedural_collection, write_collection
+
+    output = _output_dir(args.output)
+    start = time.perf_counter()
+    meshes = procedural_collection(args.count, seed=args.seed, resolution=args.resolution,
+                                   on_progress=console.progress, should_stop=console.should_stop)
+    paths = write_collection(meshes, output, args.format)
+    console.done()
+    print(f"wrote {len(paths)} meshes in {time.perf_counter() - start:.1f} s -> {output}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     from .config import BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, PRESETS, SIZES, DecodeConfig
@@ -442,12 +456,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=200_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("make-collection", help="write N procedural closed meshes (superquadrics, tori, blobs)")
+    p.add_argument("count", type=int)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, default=48, help="marching-cubes lattice points per axis")
+    p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
     return parser
 
 
 _COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "interpolate": _cmd_interpolate, "invert": _cmd_invert,
              "remove": _cmd_remove, "rename": _cmd_rename, "replace": _cmd_replace, "explore": _cmd_explore,
-             "info": _cmd_info, "eval": _cmd_eval}
+             "info": _cmd_info, "eval": _cmd_eval, "make-collection": _cmd_make_collection}
 
 
 def main(argv: list[str] | None = None) -> int:
