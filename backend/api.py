@@ -157,6 +157,7 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
     model.train()
     new_codes, coarse_steps, coarse_loss = _fit_codes(model, base.codes.to(dev), samples, owned, len(prepared), spec,
                                                       library is not None, seed, gen, reporter, session)
+    coarse_seconds = time.perf_counter() - start
     codes = torch.cat([base.codes.to(dev), new_codes])
     grids = list(range(len(base.shapes), len(base.shapes) + len(samples)))  # this rank's new grids, in order
     detail_steps, fused_loss = 0, coarse_loss
@@ -181,6 +182,7 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
     kind = "add" if library is not None else "encode"
     history = base.history + [history_entry(kind, [p[0] for p in prepared], {
         "coarse_steps": coarse_steps, "detail_steps": detail_steps, "seconds": round(time.perf_counter() - start, 2),
+        "coarse_seconds": round(coarse_seconds, 2),
         "coarse_loss": coarse_loss, "fused_loss": fused_loss, "device": str(dev), "world_size": cluster.world_size})]
     return Library(spec, model, codes.detach(), entries, history)
 
