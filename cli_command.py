@@ -24,7 +24,7 @@ from pathlib import Path
 
 import bpy
 
-from .backend.config import DecodeConfig
+from .backend.config import DEFAULT_PRESET, DEFAULT_SIZE, PRESETS, SIZES, DecodeConfig
 from .operators.common import read_meta
 from .operators.session import UserError
 from .preferences import get_prefs
@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objects", nargs="+", default=[], metavar="NAME", help="mesh objects (default: all)")
     p.add_argument("--meshes", nargs="+", default=[], metavar="FILE", help="mesh files (.obj, .ply, .stl); shapes are named after the files")
     p.add_argument("--mode", choices=("auto", "new", "add"), default="auto", help="new library or add to it")
-    p.add_argument("--preset", choices=("fast", "paper", "tiny"), default="fast")
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
+    p.add_argument("--size", choices=list(SIZES), default=DEFAULT_SIZE, help="bytes each shape's detail may use")
     p.add_argument("--steps", type=int, default=0, help="training steps (0: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reconstruct", action="store_true", help="then decode every encoded shape")
@@ -224,7 +225,7 @@ def cmd_encode(context: bpy.types.Context, args: argparse.Namespace) -> int:
     settings = context.scene.csdf
     settings.library_path = str(Path(args.library).resolve())
     settings.encode_mode = args.mode.upper()
-    settings.preset, settings.steps, settings.seed = args.preset, args.steps, args.seed
+    settings.preset, settings.size, settings.steps, settings.seed = args.preset, args.size, args.steps, args.seed
     objects = []
     for name in args.objects:
         obj = context.scene.objects.get(name)

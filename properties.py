@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from .backend.config import DecodeConfig
+from .backend.config import DEFAULT_SIZE, DecodeConfig
 from .operators import preview
 
 #: Variation sliders kept per scene; the panel shows min(this, the library's principal directions).
@@ -15,6 +15,12 @@ PRESET_ITEMS = [
     ("fast", "Fast", "Sizes tuned for a CPU: minutes for a few shapes"),
     ("paper", "Paper", "The paper's network sizes: needs a CUDA GPU"),
     ("tiny", "Tiny", "Seconds on a CPU, low fidelity: for trying things out and tests"),
+]
+
+SIZE_ITEMS = [
+    ("small", "Small", "Fewest bytes per shape: 2 features per node in a ±1.5-voxel band"),
+    ("default", "Default", "4 features per node in a ±2-voxel band"),
+    ("large", "Large", "Most detail, most bytes: 8 features per node in a ±3-voxel band"),
 ]
 
 BLEND_MODE_ITEMS = [
@@ -109,6 +115,7 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
     library_error: bpy.props.StringProperty(name="Library Error", description="Why the library could not be read")
     encode_mode: bpy.props.EnumProperty(name="Encode Into", items=ENCODE_MODE_ITEMS, default="AUTO")
     preset: bpy.props.EnumProperty(name="Preset", items=PRESET_ITEMS, default="fast")
+    size: bpy.props.EnumProperty(name="Size", items=SIZE_ITEMS, default=DEFAULT_SIZE)
     steps: bpy.props.IntProperty(
         name="Steps", description="Training steps (0: the preset's default)", default=0, min=0, soft_max=100_000
     )

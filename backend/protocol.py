@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from .config import DecodeConfig
+from .config import DEFAULT_PRESET, DEFAULT_SIZE, DecodeConfig
 
 #: Bumped only for incompatible changes; the client refuses a worker that says otherwise.
 PROTOCOL_VERSION = 1
@@ -54,7 +54,6 @@ DEFAULT_RESOLUTION = 256
 DEFAULT_BAND = 3.0
 DEFAULT_BLEND_MODE = "slerp"
 DEFAULT_DEVICE = "auto"
-DEFAULT_PRESET = "fast"
 #: Detail dial of blends (0: coarse shape only, 1: full detail), from the engine's torch-free config.
 DEFAULT_DETAIL = DecodeConfig().detail
 #: Nearest library shapes an ``explore`` result lists.
@@ -110,6 +109,7 @@ class EncodeArgs(RequestArgs):
     library_out: str
     library_in: str | None = None
     preset: str = DEFAULT_PRESET
+    size: str = DEFAULT_SIZE  #: bytes each shape's detail may use (config.SIZES); an add keeps the library's
     steps: int | None = None
     seed: int = 0
     device: str = DEFAULT_DEVICE

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import SampleConfig
+from .errors import BadMeshError
 from .meshes import Mesh
 from .progress import Reporter
 
@@ -179,23 +180,27 @@ def sample_shapes(meshes: list[Mesh], config: SampleConfig, cache_dir: Path | No
             out[job[0]] = _sample_one(job)[1]
         return out  # type: ignore[return-value]
     import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     reporter.report("sampling", 0, len(jobs), message=f"sampling {len(jobs)} shapes on {workers} processes")
-    pool = multiprocessing.get_context("spawn").Pool(workers)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        results = pool.imap_unordered(_sample_one, jobs)
-        for done in range(1, len(jobs) + 1):
-            while True:
-                reporter.check()
-                try:
-                    index, samples = results.next(timeout=0.25)
-                    break
-                except multiprocessing.TimeoutError:
-                    continue
-            out[index] = samples
-            reporter.report("sampling", done, len(jobs), message=f"sampled {names[index]}")
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
+        pending = {pool.submit(_sample_one, job) for job in jobs}
+        while pending:
+            reporter.check()
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            for future in done:
+                index, samples = future.result()
+                out[index] = samples
+                reporter.report("sampling", len(jobs) - len(pending), len(jobs), message=f"sampled {names[index]}")
+    except BaseException as exc:  # cancelled or failed: stop the other shapes now, not when they finish
+        for process in list((getattr(pool, "_processes", None) or {}).values()):  # Python 3.14: terminate_workers()
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(exc, BrokenProcessPool):
+            raise BadMeshError("a sampling process died (out of memory on a very large mesh?); "
+                               "try --sampling-workers 1 or simplify the mesh") from exc
+        raise
+    pool.shutdown(wait=True)
     return out  # type: ignore[return-value]

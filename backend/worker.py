@@ -15,8 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:
-    # Run by script path: make ``import backend`` work and resolve this module's relative imports.
+if __name__ in ("__main__", "__mp_main__") and not __package__:
+    # Run by script path (or re-imported by a spawned sampling process as __mp_main__): make
+    # ``import backend`` work and resolve this module's relative imports.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = "backend"  # noqa: A001 - PEP 366
     import backend  # noqa: F401
@@ -212,7 +213,7 @@ class Worker:
 
         shapes = dict(zip(args.names, _load_meshes(args.meshes, len(args.names))))
         base = self._library(args.library_in) if args.library_in else None
-        library = api.encode(shapes, preset=args.preset, steps=args.steps, library=base, seed=args.seed,
+        library = api.encode(shapes, preset=args.preset, size=args.size, steps=args.steps, library=base, seed=args.seed,
                              **self._engine(job_id, args.device))
         return self._save_library(job_id, library, args.library_out, args.names)
 

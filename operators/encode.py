@@ -93,6 +93,7 @@ class CSDF_OT_encode_selected(JobOperator, bpy.types.Operator):
             library_out=str(path),
             library_in=str(path) if mode == "ADD" else None,
             preset=settings.preset,
+            size=settings.size,
             steps=settings.steps or None,
             seed=settings.seed,
         )

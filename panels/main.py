@@ -99,6 +99,7 @@ class CSDF_PT_encode(_Panel, bpy.types.Panel):
         settings = context.scene.csdf
         layout.prop(settings, "encode_mode")
         layout.prop(settings, "preset")
+        layout.prop(settings, "size")
         layout.prop(settings, "steps")
         count = sum(1 for obj in context.selected_objects if obj.type == "MESH")
         text = iface_("Encode {:d} Selected").format(count) if count else iface_("Select Mesh Objects to Encode")

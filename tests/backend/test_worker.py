@@ -159,10 +159,14 @@ def test_tiny_encode_then_decode(worker, tmp_path):
     protocol.save_meshes(str(meshes), [_sphere(0.5), _box()])
     library = tmp_path / "lib.csdf"
     args = {"meshes": str(meshes), "names": ["ball", "brick"], "library_out": str(library), "preset": "tiny",
-            "steps": 30, "device": "cpu"}
+            "size": "small", "steps": 30, "device": "cpu"}
     event, progress = worker.until_terminal(worker.send(protocol.Request("encode", args)))
     assert event.event == "result", event.fields
     assert library.is_file() and event.get("data")["names"] == ["ball", "brick"]
+    from backend.config import SIZES
+    from backend.library import Library
+
+    assert Library.load(library).model.detail.grid.channels == SIZES["small"][0]  # the size setting arrived
     assert progress and all(p.get("total") > 0 for p in progress)
 
     out = tmp_path / "ball.npz"
