@@ -24,7 +24,7 @@ from pathlib import Path
 
 import bpy
 
-from .backend.config import DEFAULT_PRESET, DEFAULT_SIZE, PRESETS, SIZES, DecodeConfig
+from .backend.config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PRESETS, SIZES, DecodeConfig
 from .operators.common import read_meta
 from .operators.session import UserError
 from .preferences import get_prefs
@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vary", nargs="+", type=float, default=[], metavar="SIGMAS",
                    help=f"standard deviations along principal directions 1, 2, … (at most {MAX_VARIATIONS})")
     p.add_argument("--random", nargs="+", type=int, default=[], metavar="SEED", help="one seeded random variant per seed")
-    p.add_argument("--spread", type=float, default=1.0, help="random variants' width in standard deviations")
+    p.add_argument("--spread", type=float, default=DEFAULT_SPREAD,
+                   help="how far random variants move from their blend of library shapes, in standard deviations")
     p.add_argument("--detail", type=float, default=DecodeConfig().detail, help="detail dial of an unmoved blend")
     p.add_argument("--nearest", type=int, default=3, help="how many nearest shapes to report")
     p.add_argument("--mode", choices=("slerp", "linear"), default="slerp")

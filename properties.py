@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from .backend.config import DEFAULT_SIZE, DecodeConfig
+from .backend.config import DEFAULT_SIZE, DEFAULT_SPREAD, DecodeConfig
 from .operators import preview
 
 #: Variation sliders kept per scene; the panel shows min(this, the library's principal directions).
@@ -210,8 +210,9 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
         update=_seed_update,
     )
     explore_spread: bpy.props.FloatProperty(
-        name="Spread", description="Width of random variants, in standard deviations of the library's codes",
-        default=1.0, min=0.0, soft_max=3.0, max=10.0, update=_preview_update,
+        name="Spread",
+        description="How far a random variant moves from its blend of library shapes, in standard deviations of the codes",
+        default=DEFAULT_SPREAD, min=0.0, soft_max=3.0, max=10.0, update=_preview_update,
     )
     nearest_count: bpy.props.IntProperty(
         name="Nearest Shapes", description="How many library shapes closest to the current code to list",

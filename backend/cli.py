@@ -357,7 +357,8 @@ def _cmd_make_collection(args: argparse.Namespace, console: _Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from .config import BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, PRESETS, SIZES, DecodeConfig
+    from .config import (BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PRESETS,
+                         SIZES, DecodeConfig)
 
     defaults = DecodeConfig()
 
@@ -438,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", nargs="*", metavar="NAME[=WEIGHT]", help="start from this shape or blend (default: the mean code)")
     p.add_argument("--vary", nargs="*", type=float, metavar="SIGMAS", help="standard deviations along directions 1, 2, ...")
     p.add_argument("--random", nargs="*", type=int, metavar="SEED", help="seeded random variants")
-    p.add_argument("--spread", type=float, default=1.0, help="random variants' width in standard deviations")
+    p.add_argument("--spread", type=float, default=DEFAULT_SPREAD,
+                   help="how far random variants move from their blend of library shapes, in standard deviations")
     p.add_argument("--nearest", type=int, default=3, help="how many nearest shapes to list")
     p.add_argument("--mode", default=defaults.mode, choices=BLEND_MODES)
     p.add_argument("-o", "--output", type=Path, help="decode the codes into this directory")

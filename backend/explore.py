@@ -1,7 +1,7 @@
 """Exploring a library's latent space: principal directions, random variants, nearest shapes.
 
 Codes live on (or inside) the unit ball; their distribution is summarised by its mean and
-principal directions (an SVD of the centred codes). Every function returns plain NumPy codes
+principal directions (an SVD of the centred codes); random variants blend library codes. Every function returns plain NumPy codes
 that ``api.decode`` accepts as raw codes, so a result can be stored and decoded again later.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import DEFAULT_SPREAD, RANDOM_VARIANT_MIX
 from .errors import BadInputError
 from .library import Library
 
@@ -49,13 +50,18 @@ def vary(library: Library, base: np.ndarray, amounts: list[float] | np.ndarray) 
     return (np.asarray(base, dtype=np.float64) + (amounts * space.stds[:k]) @ space.directions[:k]).astype(np.float32)
 
 
-def random_code(library: Library, seed: int, spread: float = 1.0) -> np.ndarray:
-    """A plausible new code: Gaussian in the principal directions, ``spread`` standard deviations wide (seeded)."""
+def random_code(library: Library, seed: int, spread: float = DEFAULT_SPREAD) -> np.ndarray:
+    """A plausible new code (seeded): a blend of ``RANDOM_VARIANT_MIX`` library codes picked at random,
+    with random (flat Dirichlet) weights, then moved by Gaussian noise of ``spread`` standard
+    deviations along the principal directions. ``spread`` 0 keeps it among the library's codes."""
     if not np.isfinite(spread) or spread < 0:
         raise BadInputError(f"spread must be a non-negative number, got {spread}")
     space = code_space(library)
-    amounts = np.random.default_rng(seed).standard_normal(len(space.stds)) * spread
-    return vary(library, space.mean, amounts)
+    codes = library.codes.detach().cpu().numpy().astype(np.float64)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(codes), min(RANDOM_VARIANT_MIX, len(codes)), replace=False)
+    blend = rng.dirichlet(np.ones(len(pick))) @ codes[pick]
+    return vary(library, blend, rng.standard_normal(len(space.stds)) * spread)
 
 
 def nearest_shapes(library: Library, code: np.ndarray, count: int = 3) -> list[tuple[str, float]]:

@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from .config import DEFAULT_PRESET, DEFAULT_SIZE, DecodeConfig
+from .config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, DecodeConfig
 
 #: Bumped only for incompatible changes; the client refuses a worker that says otherwise.
 PROTOCOL_VERSION = 1
@@ -200,7 +200,7 @@ class ExploreArgs(RequestArgs):
     base: str | dict[str, float] | None = None
     amounts: list[float] = field(default_factory=list)
     seed: int | None = None
-    spread: float = 1.0
+    spread: float = DEFAULT_SPREAD
     code: list[float] | None = None
     nearest: int = DEFAULT_NEAREST
     resolution: int = DEFAULT_RESOLUTION

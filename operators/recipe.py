@@ -84,7 +84,7 @@ def shape_recipe(library: str, weights: dict[str, float], resolution: int, *, mo
     """The recipe of a decoded shape or ``{name: weight}`` blend (Reconstruct, Interpolate results)."""
     return {
         "library": library, "names": list(weights), "weights": [float(w) for w in weights.values()], "amounts": [],
-        "random": False, "seed": 0, "spread": 1.0, "detail": float(detail), "mode": mode, "code": [],
+        "random": False, "seed": 0, "spread": protocol.DEFAULT_SPREAD, "detail": float(detail), "mode": mode, "code": [],
         "resolution": int(resolution),
     }
 
@@ -133,7 +133,7 @@ def read(obj: bpy.types.Object | None) -> dict[str, Any] | None:
             "library": str(data["library"]), "names": [str(n) for n in data.get("names", [])],
             "weights": [float(w) for w in data.get("weights", [])], "amounts": [float(a) for a in data.get("amounts", [])],
             "random": bool(data.get("random", False)), "seed": int(data.get("seed", 0)),
-            "spread": float(data.get("spread", 1.0)), "detail": float(data.get("detail", protocol.DEFAULT_DETAIL)),
+            "spread": float(data.get("spread", protocol.DEFAULT_SPREAD)), "detail": float(data.get("detail", protocol.DEFAULT_DETAIL)),
             "mode": str(data.get("mode", protocol.DEFAULT_BLEND_MODE)), "code": [float(v) for v in data.get("code", [])],
             "resolution": int(data.get("resolution", 0)),
         }
