@@ -230,12 +230,12 @@ def _fit_grids(model: CompactSdf, codes: torch.Tensor, samples: list[ShapeSample
     budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
     total = cfg.coarse_steps_for(len(samples))
     done, loss = train_detail(model, codes, samples, grids, cfg, band_cells=storage.band_cells,
-                              feature_bits=storage.feature_bits, train_mlp=train_mlp, budget_s=budget, gen=gen,
+                              distance_bits=storage.bits[0], train_mlp=train_mlp, budget_s=budget, gen=gen,
                               reporter=reporter, progress=(total, 2 * total), session=session)
     with torch.no_grad():
         for g in grids:
             rows = grid.shape_features(g)
-            rows.copy_(round_trip(rows, storage.feature_bits).to(rows.device))
+            rows.copy_(round_trip(rows, storage.feature_bits, storage.distance_bits).to(rows.device))
     return done, loss
 
 

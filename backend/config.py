@@ -94,11 +94,17 @@ class StorageConfig(_Settings):
 
     band_cells: float = _setting(2.0, 1, 8, "half-width of each shape's stored node band, in lattice voxels")
     feature_bits: int = _setting(6, 4, 16, "bits per stored feature: 4..8 (signed levels in int8) or 16 (float16)")
+    distance_bits: int = _setting(8, 4, 8, "bits of feature channel 0, the node's stored distance (with feature_bits 16: float16)")
     zstd_level: int = _setting(19, 1, 22, "compression level of the stored blobs")
 
     def __post_init__(self) -> None:
         if self.feature_bits not in (4, 5, 6, 7, 8, 16):
             raise ValueError(f"feature_bits must be 4..8 or 16, got {self.feature_bits!r}")
+
+    @property
+    def bits(self) -> tuple[int, int]:
+        """(bits of channel 0, bits of the other channels) as stored."""
+        return (16 if self.feature_bits == 16 else self.distance_bits), self.feature_bits
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ class Library:
             grid, storage = self.model.detail.grid, self.preset.storage
             for i in range(len(self.shapes)):
                 packed = pack_shape(grid.keys[i].numpy(), grid.shape_features(i), grid.resolution,
-                                    storage.feature_bits, storage.zstd_level)
+                                    storage.feature_bits, storage.zstd_level, storage.distance_bits)
                 tensors.update({f"shape{i}.{k}": torch.from_numpy(v.copy()) for k, v in packed.items()})
                 detail_bytes[i] = sum(v.nbytes for v in packed.values())
         return tensors, detail_bytes
@@ -155,7 +155,7 @@ class Library:
         try:
             preset = Preset(str(meta["preset"]), SampleConfig.from_dict(meta["sample"]),
                             ModelConfig.from_dict(meta["model"], strict=True), TrainConfig.from_dict(meta["train"]),
-                            StorageConfig.from_dict(meta["storage"]))
+                            _storage_config(meta["storage"]))
             shapes = [ShapeEntry(s["name"], Normalization.from_dict(s["transform"]), str(s.get("source_sha256", "")),
                                  dict(s.get("stats", {}))) for s in meta["shapes"]]
             node_counts = [int(s.get("nodes", 0)) for s in meta["shapes"]]
@@ -244,3 +244,12 @@ def _check_tensors(path: str | Path, tensors: dict[str, torch.Tensor], expected:
 def history_entry(kind: str, names: list[str], stats: dict) -> dict:
     """A record of one encode/add/remove/rename/replace run for the library's history."""
     return {"kind": kind, "shapes": names, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **stats}
+
+
+def _storage_config(data: object) -> StorageConfig:
+    """StorageConfig of a file; files written before ``distance_bits`` existed stored channel 0 at
+    ``feature_bits``, so re-saving them keeps every old shape's values exactly."""
+    if isinstance(data, dict) and "distance_bits" not in data and data.get("feature_bits") in (4, 5, 6, 7, 8):
+        data = {**data, "distance_bits": data["feature_bits"]}
+    return StorageConfig.from_dict(data)  # type: ignore[arg-type]
+

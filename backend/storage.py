@@ -15,16 +15,19 @@ import torch
 from .errors import LibraryError
 
 
-def quantize(features: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize(features: torch.Tensor, bits: int, distance_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(stored values, per-channel scales) of a shape's (k, C) features.
 
     ``bits`` 16 keeps float16; 4..8 rounds to ``2**(bits-1) - 1`` signed levels per channel, held in
-    int8 (fewer levels carry less entropy, which the compressor turns into fewer bytes).
+    int8 (fewer levels carry less entropy, which the compressor turns into fewer bytes). Channel 0,
+    the stored distance, gets ``distance_bits`` (default ``bits``). Reading back needs only the scales.
     """
     f = features.detach().float().cpu().numpy()
     if bits == 16:
         return f.astype(np.float16), np.ones(f.shape[1], np.float32)
-    levels = 2 ** (bits - 1) - 1
+    levels = np.full(f.shape[1], 2 ** (bits - 1) - 1, dtype=np.float64)
+    if distance_bits is not None and f.shape[1]:
+        levels[0] = 2 ** (distance_bits - 1) - 1
     scales = (np.abs(f).max(axis=0) / levels if len(f) else np.zeros(f.shape[1])).astype(np.float32)
     scales[scales == 0] = 1.0
     return np.clip(np.rint(f / scales), -levels, levels).astype(np.int8), scales
@@ -35,18 +38,19 @@ def dequantize(values: np.ndarray, scales: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(values.astype(np.float32) * scales[None, :].astype(np.float32))
 
 
-def round_trip(features: torch.Tensor, bits: int) -> torch.Tensor:
+def round_trip(features: torch.Tensor, bits: int, distance_bits: int | None = None) -> torch.Tensor:
     """``features`` as they will read back after saving (so a fresh library equals its file)."""
-    return dequantize(*quantize(features, bits))
+    return dequantize(*quantize(features, bits, distance_bits))
 
 
-def pack_shape(keys: np.ndarray, features: torch.Tensor, resolution: int, bits: int, level: int) -> dict[str, np.ndarray]:
+def pack_shape(keys: np.ndarray, features: torch.Tensor, resolution: int, bits: int, level: int,
+               distance_bits: int | None = None) -> dict[str, np.ndarray]:
     """The stored arrays of one shape: compressed node mask, compressed features, scales."""
     import zstandard
 
     mask = np.zeros(resolution**3, dtype=bool)
     mask[keys] = True
-    values, scales = quantize(features, bits)
+    values, scales = quantize(features, bits, distance_bits)
     compressor = zstandard.ZstdCompressor(level=level)
     return {"nodes": np.frombuffer(compressor.compress(np.packbits(mask).tobytes()), np.uint8),
             "features": np.frombuffer(compressor.compress(_delta(values).tobytes()), np.uint8),

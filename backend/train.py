@@ -279,11 +279,11 @@ def _frozen_first_channel(grad: torch.Tensor) -> torch.Tensor:
 
 
 def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], grids: list[int], config: TrainConfig,
-                 *, band_cells: float, feature_bits: int, train_mlp: bool, budget_s: float | None, gen: torch.Generator,
+                 *, band_cells: float, distance_bits: int, train_mlp: bool, budget_s: float | None, gen: torch.Generator,
                  reporter: Reporter, progress: tuple[int, int], session: Session | None = None) -> tuple[int, float]:
     """Fit the grids ``grids`` (and the detail MLP if ``train_mlp``) to the exact distance in each stored band.
 
-    Channel 0 of every node is set to its distance, already rounded to ``feature_bits``, and kept;
+    Channel 0 of every node is set to its distance, already rounded to ``distance_bits``, and kept;
     the other channels and the MLP learn what that rounding and trilinear reading between nodes
     lose. ``z`` holds the frozen code of each sample set. Each batch is 7/8 stored nodes (what
     decoding at the grid's resolution reads) and 1/8 near-surface points between nodes (what
@@ -294,7 +294,7 @@ def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples]
     session = session or Session()
     cluster, detail = session.cluster, model.detail
     sets = _detail_sets(model, samples, grids, band_cells, reporter)
-    _store_first_channel(model, sets[0], grids, feature_bits)
+    _store_first_channel(model, sets[0], grids, distance_bits)
     nodes = len(sets[0].x)
     all_nodes = total(nodes, cluster)
     steps = config.detail_steps_for(int(all_nodes))

@@ -431,7 +431,19 @@ def test_stored_features_are_already_quantised(tiny_library):
     grid = tiny_library.model.detail.grid
     for shape in range(len(tiny_library.names)):
         features = grid.shape_features(shape).detach()
-        assert torch.equal(round_trip(features, tiny_library.preset.storage.feature_bits), features)
+        storage = tiny_library.preset.storage
+        assert torch.equal(round_trip(features, storage.feature_bits, storage.distance_bits), features)
+    channel0 = grid.shape_features(0).detach()[:, 0]  # the stored distance keeps distance_bits (8) of resolution
+    assert len(torch.unique(channel0)) > 2 ** (tiny_library.preset.storage.feature_bits - 1) * 2 - 1
+
+
+def test_libraries_from_before_distance_bits_keep_their_channel_0():
+    """A file whose storage settings lack distance_bits stored channel 0 at feature_bits: it loads so."""
+    from backend.library import _storage_config
+
+    old = _storage_config({"band_cells": 2.0, "feature_bits": 6, "zstd_level": 19})
+    assert old.distance_bits == 6 and old.bits == (6, 6)
+    assert _storage_config({"feature_bits": 16}).bits == (16, 16)
 
 
 def test_explore_codes(tiny_library):
