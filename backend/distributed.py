@@ -129,15 +129,6 @@ def root_says(flag: bool, cluster: Cluster) -> bool:
     return bool(t.item())
 
 
-def any_rank(flag: bool, cluster: Cluster) -> bool:
-    """True on every rank when ``flag`` is true on any rank."""
-    if not cluster.distributed:
-        return flag
-    t = torch.tensor([int(flag)], dtype=torch.int64, device=_wire())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
 def barrier(cluster: Cluster) -> None:
     if cluster.distributed:
         dist.barrier()
