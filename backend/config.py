@@ -78,7 +78,10 @@ class ModelConfig(_Settings):
     """Sizes of the network."""
 
     code_size: int = _setting(64, 1, 4096, "floats per shape code")
-    pe_frequencies: int = _setting(6, 0, 16, "positional-encoding frequencies of the coarse branch")
+    #: 2, not 6: higher frequencies let the coarse branch put ripples and loose pieces between the
+    #: codes (6 shapes, 15 slerp paths, coarse only: roughness ratio 1.23 -> 0.90-0.94, one-piece
+    #: 64 % -> 70-86 % over two seeds); an encoded shape's own band does not depend on it.
+    pe_frequencies: int = _setting(2, 0, 16, "positional-encoding frequencies of the coarse branch")
     coarse_width: int = _setting(128, 8, 8192, "coarse MLP width")
     coarse_depth: int = _setting(4, 2, 64, "coarse MLP hidden layers (input re-injected before the middle one)")
     grid_resolution: int = _setting(256, 8, 1024, "detail lattice points per axis over [-1, 1]")
