@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from backend.api import decode, encode, remove
-from backend.config import DecodeConfig, Preset, with_training
+from backend.config import RANDOM_VARIANT_MIX, DecodeConfig, Preset, with_training
 from backend.library import Library
 from backend.meshes import MESH_SUFFIXES, Mesh, load_mesh, normalization
 from backend.metrics import component_count
@@ -435,7 +435,8 @@ def random_variants(cfg: BenchConfig, lib: Library, images: Path) -> dict:
     if cfg.pictures and meshes:
         render.strip_figure(images / "random_variants.png", f"random variants (seeds 0–{len(meshes) - 1}, {cfg.path_resolution}³)",
                             [(f"seed {i}", m.vertices, m.faces) for i, m in enumerate(meshes[:8])])
-    return {"count": len(flags), "resolution": cfg.path_resolution, "single_piece_share": float(np.mean(flags)),
+    return {"count": len(flags), "mix": RANDOM_VARIANT_MIX, "resolution": cfg.path_resolution,
+            "single_piece_share": float(np.mean(flags)),
             "components": [component_count(m.faces) for m in meshes], "roughness_deg": rough}
 
 
@@ -450,7 +451,8 @@ def run(cfg: BenchConfig) -> dict:
         raise SystemExit(f"--add-shape {new} is not among the shapes")
     extra = load_add_mesh(cfg, shapes) if new is None else None
     pictures = [(a, b) for a, b in cfg.pairs if a in shapes and b in shapes]
-    pairs = list(itertools.combinations(names, 2)) if cfg.all_pairs else pictures
+    # every pair once, in the direction its strip picture is asked for (else by name)
+    pairs = [(b, a) if (b, a) in pictures else (a, b) for a, b in itertools.combinations(names, 2)] if cfg.all_pairs else pictures
     uncached = _uncached(shapes, preset.sample, cfg.cache, cfg.seed)
     stages = estimate_s(cfg, [normalized_area(m) for m in shapes.values()], uncached, len(pairs),
                         normalized_area(extra[1]) if extra else None)
