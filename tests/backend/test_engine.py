@@ -243,6 +243,13 @@ def test_blends_decode(tiny_library):
         decode(tiny_library, {"sphere": 0.5, "torus": 0.5}, detail=1.5)
 
 
+def test_inbetweens_of_two_closed_shapes_are_closed_single_pieces(tiny_library):
+    """Every slerp in-between of the sphere and the torus (each one closed piece) is one closed piece too."""
+    path = interpolate(tiny_library, ["sphere", "torus"], 7, resolution=64)
+    for t, mesh in zip(np.linspace(0, 1, 7)[1:-1], path[1:-1]):
+        assert component_count(mesh.faces) == 1 and is_closed(mesh.faces), t
+
+
 def test_blend_with_detail_zero_is_the_coarse_shape(tiny_library):
     """detail=0 adds no shape's detail: the decode is the coarse branch's band decode of the blended code."""
     target = {"sphere": 0.3, "torus": 0.7}
