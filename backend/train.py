@@ -1,9 +1,10 @@
 """Auto-decoder training (DESIGN §1), staged for CPU throughput.
 
 1. **Coarse phase**: codes and the coarse branch learn from every sample (band nodes, jittered
-   surface points, uniform points), with the paper's code regulariser. A share of each batch is
-   taught at blends of two shapes' codes against the blend of their distances, so the space
-   between the codes is trained too (clean in-betweens).
+   surface points, uniform points), with the paper's code regulariser. Optionally
+   (``blend_fraction``, off by default) a share of each batch is taught at blends of two shapes'
+   codes against the blend of their distances: that mends in-betweens of alike shapes but breaks
+   more of unlike ones, whose blended distances are themselves in pieces (docs/benchmarks.md).
 2. **Detail phase**: each shape's own grid stores the exact distance of its band nodes in feature
    channel 0 (rounded as it will be stored); the other channels and the shared detail MLP learn
    what rounding and reading between nodes lose, with large batches and sparse updates
