@@ -230,7 +230,7 @@ def _fit_grids(model: CompactSdf, codes: torch.Tensor, samples: list[ShapeSample
     budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
     total = cfg.coarse_steps_for(len(samples))
     done, loss = train_detail(model, codes, samples, grids, cfg, band_cells=storage.band_cells,
-                              distance_bits=storage.bits[0], train_mlp=train_mlp, budget_s=budget, gen=gen,
+                              distance_bits=storage.channel0_bits, train_mlp=train_mlp, budget_s=budget, gen=gen,
                               reporter=reporter, progress=(total, 2 * total), session=session)
     with torch.no_grad():
         for g in grids:

@@ -105,9 +105,9 @@ class StorageConfig(_Settings):
             raise ValueError(f"feature_bits must be 4..8 or 16, got {self.feature_bits!r}")
 
     @property
-    def bits(self) -> tuple[int, int]:
-        """(bits of channel 0, bits of the other channels) as stored."""
-        return (16 if self.feature_bits == 16 else self.distance_bits), self.feature_bits
+    def channel0_bits(self) -> int:
+        """Bits channel 0 is stored with: ``distance_bits``, or 16 (float16) when every feature is."""
+        return 16 if self.feature_bits == 16 else self.distance_bits
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Exploring a library's latent space: principal directions, random variants, nearest shapes.
 
 Codes live on (or inside) the unit ball; their distribution is summarised by its mean and
-principal directions (an SVD of the centred codes); random variants blend library codes. Every function returns plain NumPy codes
-that ``api.decode`` accepts as raw codes, so a result can be stored and decoded again later.
+principal directions (an SVD of the centred codes); random variants blend library codes. Every
+function returns plain NumPy codes that ``api.decode`` accepts as raw codes, so a result can be
+stored and decoded again later.
 """
 
 from __future__ import annotations

@@ -252,4 +252,3 @@ def _storage_config(data: object) -> StorageConfig:
     if isinstance(data, dict) and "distance_bits" not in data and data.get("feature_bits") in (4, 5, 6, 7, 8):
         data = {**data, "distance_bits": data["feature_bits"]}
     return StorageConfig.from_dict(data)  # type: ignore[arg-type]
-

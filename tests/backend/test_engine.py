@@ -449,8 +449,9 @@ def test_libraries_from_before_distance_bits_keep_their_channel_0():
     from backend.library import _storage_config
 
     old = _storage_config({"band_cells": 2.0, "feature_bits": 6, "zstd_level": 19})
-    assert old.distance_bits == 6 and old.bits == (6, 6)
-    assert _storage_config({"feature_bits": 16}).bits == (16, 16)
+    assert old.distance_bits == 6 and old.channel0_bits == 6 and old.feature_bits == 6
+    sixteen = _storage_config({"feature_bits": 16})
+    assert sixteen.channel0_bits == 16 and sixteen.feature_bits == 16
 
 
 def test_explore_codes(tiny_library):
