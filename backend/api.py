@@ -25,7 +25,7 @@ from .meshes import Mesh, Normalization, normalization, validate_mesh
 from .model import CompactSdf
 from .names import validate_shape_name
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
-from .sampling import ShapeSamples, sample_shapes
+from .sampling import BlendSet, ShapeSamples, blend_set, sample_shapes
 from .storage import round_trip
 from .train import Session, fit_code, stored_band, train_coarse, train_detail
 
@@ -86,7 +86,8 @@ def encode(
 
     ``preset`` is a preset name or a Preset, ``size`` one of ``config.SIZES``; ``steps`` or
     ``time_budget_s`` override the training length (by default it grows with the collection).
-    Shapes are sampled on ``sampling_workers`` processes (default one per core).
+    Shapes are sampled, and every shape's distances at the others' points computed for blend
+    training (``sampling.blend_set``), on ``sampling_workers`` processes (default one per core).
 
     With ``checkpoint`` (a directory, see ``checkpoint.checkpoint_path``) the training state is
     saved there every ``checkpoint_every_s`` seconds, and ``resume=True`` continues from it; the
@@ -150,13 +151,18 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
                                   "delete it to start over")
     samples = sample_shapes([prepared[i][3] for i in owned], spec.sample, Path(cache_dir) if cache_dir else None, seed,
                             workers=sampling_workers, reporter=reporter, names=[prepared[i][0] for i in owned])
+    blend = None
+    resumed_detail = session.resumed is not None and session.resumed.phase == "detail"
+    if library is None and spec.train.blend_fraction > 0 and len(prepared) > 1 and not resumed_detail:
+        blend = blend_set(samples, [p[3] for p in prepared], owned, spec.train.blend_points, seed,
+                          workers=sampling_workers, reporter=reporter, names=[p[0] for p in prepared])
     start = time.perf_counter()
     model = base.model.to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed + _RANK_SEED_STRIDE * cluster.rank)
     broadcast_(model.parameters(), cluster)
     model.train()
     new_codes, coarse_steps, coarse_loss = _fit_codes(model, base.codes.to(dev), samples, owned, len(prepared), spec,
-                                                      library is not None, seed, gen, reporter, session)
+                                                      library is not None, blend, seed, gen, reporter, session)
     coarse_seconds = time.perf_counter() - start
     codes = torch.cat([base.codes.to(dev), new_codes])
     grids = list(range(len(base.shapes), len(base.shapes) + len(samples)))  # this rank's new grids, in order
@@ -192,10 +198,11 @@ _RANK_SEED_STRIDE = 1_000_003
 
 
 def _fit_codes(model: CompactSdf, old_codes: torch.Tensor, samples: list[ShapeSamples], owned: list[int], count: int,
-               spec: Preset, adding: bool, seed: int, gen: torch.Generator, reporter: Reporter,
+               spec: Preset, adding: bool, blend: BlendSet | None, seed: int, gen: torch.Generator, reporter: Reporter,
                session: Session) -> tuple[torch.Tensor, int, float]:
-    """Codes of the ``count`` new shapes: trained with the coarse branch (new library) or through
-    it, frozen (add); taken from the checkpoint when the run resumes in its detail phase."""
+    """Codes of the ``count`` new shapes: trained with the coarse branch (new library, taught
+    ``blend`` too) or through it, frozen (add); taken from the checkpoint when the run resumes in
+    its detail phase."""
     cfg, d, dev = spec.train, spec.model.code_size, old_codes.device
     resumed = session.resumed
     if resumed is not None and resumed.phase == "detail":
@@ -208,7 +215,7 @@ def _fit_codes(model: CompactSdf, old_codes: torch.Tensor, samples: list[ShapeSa
         broadcast_([codes], session.cluster)
         budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
         done, loss = train_coarse(model, codes, samples, cfg, steps=steps, budget_s=budget, gen=gen, reporter=reporter,
-                                  progress=(0, 2 * steps), rows=owned, session=session)
+                                  progress=(0, 2 * steps), rows=owned, blend=blend, session=session)
         session.facts.update(coarse_steps=done, coarse_loss=loss)
         return codes.detach(), done, loss
     init = old_codes.mean(0, keepdim=True) if len(old_codes) else torch.zeros(1, d, device=dev)

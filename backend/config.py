@@ -122,7 +122,11 @@ class TrainConfig(_Settings):
     band_batch: int = _setting(16384, 1, 10_000_000, "band-lattice samples per coarse step")
     point_batch: int = _setting(8192, 1, 10_000_000, "jittered/uniform samples per coarse step")
     detail_batch: int = _setting(65536, 8, 10_000_000, "band-lattice + near-surface samples per detail step")
-    blend_fraction: float = _setting(0.0, 0, 1, "share of each coarse batch trained at blends of two codes")
+    #: 0.25 (was 0): teaching slerp blends of the codes against the same blend of the two shapes'
+    #: exact distances keeps alike shapes' in-betweens whole (human_man -> human_woman) and makes
+    #: in-betweens follow the exact blended field more often (docs/benchmarks.md, fourth run).
+    blend_fraction: float = _setting(0.25, 0, 1, "share of each coarse batch trained at blends of two codes")
+    blend_points: int = _setting(32768, 1, 10_000_000, "points per shape with every shape's exact distance, for blends")
     lr_network: float = _setting(2e-3, 0, 10)
     lr_code: float = _setting(2e-3, 0, 10)
     lr_grid: float = _setting(0.02, 0, 100)

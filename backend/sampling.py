@@ -14,6 +14,7 @@ a sensible inside.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -169,38 +170,84 @@ def sample_shapes(meshes: list[Mesh], config: SampleConfig, cache_dir: Path | No
     same bit for bit whatever the number of workers. ``reporter`` gets a report as each shape
     finishes and can cancel (the pool is terminated at once).
     """
-    reporter = reporter or Reporter()
     names = names or [f"shape {i + 1}" for i in range(len(meshes))]
-    workers = default_workers(len(meshes)) if workers is None else max(1, min(workers, len(meshes)))
     jobs = [(i, m, config, cache_dir, seed) for i, m in enumerate(meshes)]
-    out: list[ShapeSamples | None] = [None] * len(meshes)
+    return _in_processes(_sample_one, jobs, workers, reporter or Reporter(), "sampling", names)
+
+
+@dataclass
+class BlendSet:
+    """Points of the shapes' point sets with the exact distance of *every* shape of the collection
+    there, so the coarse branch can be taught blends of two shapes against their two true fields."""
+
+    points: list[np.ndarray]  #: per sample set, (k, 3) float32
+    sdf: list[np.ndarray]  #: per sample set, (k, shapes) float32: column j = distance to shape j
+
+
+#: Most (points x shapes) distances a BlendSet holds (64 MiB): beyond it fewer points per shape.
+BLEND_TABLE_CAP = 1 << 24
+
+
+def _distances_to(job: tuple[int, Mesh, np.ndarray]) -> tuple[int, np.ndarray]:
+    index, mesh, points = job
+    return index, signed_distance(mesh.vertices, mesh.faces, points)
+
+
+def blend_set(samples: list[ShapeSamples], meshes: list[Mesh], rows: list[int], per_shape: int, seed: int = 0, *,
+              workers: int | None = None, reporter: Reporter | None = None,
+              names: list[str] | None = None) -> BlendSet:
+    """A BlendSet of up to ``per_shape`` random points of each sample set (sample set ``i`` is shape
+    ``rows[i]`` of ``meshes``, the whole collection, normalised), fewer when the table would pass
+    BLEND_TABLE_CAP. Each shape's own column is copied from its samples; the others are computed
+    on ``workers`` processes, one job per shape, and depend only on the inputs and ``seed``."""
+    per_shape = max(1, min(per_shape, BLEND_TABLE_CAP // (len(samples) * len(meshes))))
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(len(s.points), min(per_shape, len(s.points)), replace=False) for s in samples]
+    points = [s.points[p] for s, p in zip(samples, picks)]
+    names = names or [f"shape {j + 1}" for j in range(len(meshes))]
+    flat = np.concatenate(points)
+    jobs = [(j, m, flat) for j, m in enumerate(meshes)]
+    columns = np.stack(_in_processes(_distances_to, jobs, workers, reporter or Reporter(), "blend targets", names), 1)
+    sdf = np.split(columns, np.cumsum([len(p) for p in points])[:-1])
+    for i, (s, p) in enumerate(zip(samples, picks)):
+        sdf[i][:, rows[i]] = s.points_sdf[p]
+    return BlendSet(points, sdf)
+
+
+def _in_processes(work: Callable[[tuple], tuple[int, object]], jobs: list[tuple], workers: int | None,
+                  reporter: Reporter, stage: str, names: list[str]) -> list:
+    """``work(job)`` -> (index, result) for every job (job[0] is its index), on ``workers`` spawned
+    processes (default one per core); results in job order. ``reporter`` hears of each finished
+    job and can cancel: the pool is terminated at once, not when the running jobs end."""
+    workers = default_workers(len(jobs)) if workers is None else max(1, min(workers, len(jobs)))
+    out: list = [None] * len(jobs)
     if workers == 1:
         for job in jobs:
-            reporter.report("sampling", job[0], len(jobs), message=f"sampling {names[job[0]]}")
-            out[job[0]] = _sample_one(job)[1]
-        return out  # type: ignore[return-value]
+            reporter.report(stage, job[0], len(jobs), message=f"{stage}: {names[job[0]]}")
+            out[job[0]] = work(job)[1]
+        return out
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    reporter.report("sampling", 0, len(jobs), message=f"sampling {len(jobs)} shapes on {workers} processes")
+    reporter.report(stage, 0, len(jobs), message=f"{stage}: {len(jobs)} shapes on {workers} processes")
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        pending = {pool.submit(_sample_one, job) for job in jobs}
+        pending = {pool.submit(work, job) for job in jobs}
         while pending:
             reporter.check()
             done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             for future in done:
-                index, samples = future.result()
-                out[index] = samples
-                reporter.report("sampling", len(jobs) - len(pending), len(jobs), message=f"sampled {names[index]}")
+                index, result = future.result()
+                out[index] = result
+                reporter.report(stage, len(jobs) - len(pending), len(jobs), message=f"{stage}: {names[index]} done")
     except BaseException as exc:  # cancelled or failed: stop the other shapes now, not when they finish
         for process in list((getattr(pool, "_processes", None) or {}).values()):  # Python 3.14: terminate_workers()
             process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         if isinstance(exc, BrokenProcessPool):
-            raise BadMeshError("a sampling process died (out of memory on a very large mesh?); "
+            raise BadMeshError(f"a {stage} process died (out of memory on a very large mesh?); "
                                "try --sampling-workers 1 or simplify the mesh") from exc
         raise
     pool.shutdown(wait=True)
-    return out  # type: ignore[return-value]
+    return out

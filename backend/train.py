@@ -1,10 +1,10 @@
 """Auto-decoder training (DESIGN §1), staged for CPU throughput.
 
 1. **Coarse phase**: codes and the coarse branch learn from every sample (band nodes, jittered
-   surface points, uniform points), with the paper's code regulariser. Optionally
-   (``blend_fraction``, off by default) a share of each batch is taught at blends of two shapes'
-   codes against the blend of their distances: that mends in-betweens of alike shapes but breaks
-   more of unlike ones, whose blended distances are themselves in pieces (docs/benchmarks.md).
+   surface points, uniform points), with the paper's code regulariser. A share of each batch
+   (``blend_fraction``) is taught at slerp blends of two shapes' codes against the same blend of
+   the two shapes' *exact* distances (``sampling.blend_set``), so in-betweens are trained rather
+   than left to chance (docs/benchmarks.md).
 2. **Detail phase**: each shape's own grid stores the exact distance of its band nodes in feature
    channel 0 (rounded as it will be stored); the other channels and the shared detail MLP learn
    what rounding and reading between nodes lose, with large batches and sparse updates
@@ -32,7 +32,7 @@ from .config import TrainConfig
 from .distributed import SINGLE, Cluster, sum_gradients, total
 from .model import CompactSdf
 from .progress import Reporter
-from .sampling import ShapeSamples, lattice_points
+from .sampling import BlendSet, ShapeSamples, lattice_points
 
 _CHUNK = 65_536
 
@@ -147,7 +147,7 @@ def slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tenso
 
 def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[ShapeSamples], config: TrainConfig, *,
                  steps: int, budget_s: float | None, gen: torch.Generator, reporter: Reporter,
-                 progress: tuple[int, int], rows: list[int] | None = None,
+                 progress: tuple[int, int], rows: list[int] | None = None, blend: BlendSet | None = None,
                  session: Session | None = None) -> tuple[int, float]:
     """Codes and the coarse branch on every sample; (steps done, loss).
 
@@ -155,9 +155,9 @@ def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[Sha
     rank passes its own shapes and draws its share of the batch; gradients of the codes and the
     coarse branch are summed over the ranks, so every replica takes the same step.
 
-    With two or more shapes, ``blend_fraction`` of each batch sits at a random blend of two codes
-    and learns the same blend of the two shapes' distances: the shape's true distance and the
-    other's current prediction (no gradient), so in-betweens stay whole and evenly paced.
+    With a ``blend`` set (every shape's exact distance at some of each shape's points),
+    ``blend_fraction`` of the point batch sits at a random slerp blend of two codes and learns the
+    same blend of the two shapes' exact distances, so the space between the codes is trained too.
     """
     session = session or Session()
     cluster, device = session.cluster, codes.device
@@ -170,19 +170,21 @@ def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[Sha
     opt = torch.optim.Adam([{"params": [codes], "lr": config.lr_code},
                             {"params": list(model.coarse.parameters()), "lr": config.lr_network}])
     base = [[g["lr"] for g in opt.param_groups]]
-    n_blend = int((band_batch + point_batch) * config.blend_fraction) if len(codes) > 1 else 0
+    blends = SamplePool(blend.points, blend.sdf, device) if blend is not None and len(codes) > 1 else None
+    n_blend = min(point_batch - 1, round((band_batch + point_batch) * config.blend_fraction)) if blends else 0
     session.codes = codes
     start, fraction = session.start("coarse", model, [opt], gen)
     loss, done = torch.zeros(()), start
     for step, frac in schedule(steps, budget_s, start, fraction):
         cosine_decay([opt], base, frac, config.final_lr_fraction)
         done += 1
-        bi, pi = band.draw(band_batch, gen), points.draw(point_batch, gen)
+        bi, pi = band.draw(band_batch, gen), points.draw(point_batch - n_blend, gen)
         x = torch.cat([band.points[bi], points.points[pi]])
         sdf = torch.cat([band.sdf[bi], points.sdf[pi]])
         z = codes[row_of[torch.cat([band.shape[bi], points.shape[pi]])]]
         if n_blend:
-            z, sdf = _blend_batch(model, codes, z, x, sdf, n_blend, gen)
+            xb, zb, sdfb = _blend_batch(blends, codes, row_of, n_blend, gen)
+            x, z, sdf = torch.cat([x, xb]), torch.cat([z, zb]), torch.cat([sdf, sdfb])
         error = (model.coarse(z, x) - sdf).abs()
         loss = error.mean().detach()
         opt.zero_grad(set_to_none=True)
@@ -196,15 +198,18 @@ def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[Sha
     return done, loss.item()
 
 
-def _blend_batch(model: CompactSdf, codes: torch.Tensor, z: torch.Tensor, x: torch.Tensor, sdf: torch.Tensor,
-                 n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move the last ``n`` samples of a batch to blends with another shape's code (see train_coarse)."""
-    other = codes[torch.randint(len(codes), (n,), generator=gen, device=codes.device)]
+def _blend_batch(blends: SamplePool, codes: torch.Tensor, row_of: torch.Tensor, n: int,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` blend samples (points, codes, targets): a point of the blend set, a random partner
+    shape and t ~ U(0, 1); the code is the slerp of the two codes at t and the target the same
+    blend of the two shapes' exact distances there."""
+    i = blends.draw(n, gen)
+    own = row_of[blends.shape[i]]
+    other = torch.randint(len(codes), (n,), generator=gen, device=codes.device)
     t = torch.rand(n, generator=gen, device=codes.device)
-    with torch.no_grad():
-        other_sdf = model.coarse(other, x[-n:])
-    z = torch.cat([z[:-n], slerp_rows(z[-n:], other, t)])
-    return z, torch.cat([sdf[:-n], (1 - t) * sdf[-n:] + t * other_sdf])
+    table = blends.sdf[i]
+    target = (1 - t) * table.gather(1, own[:, None])[:, 0] + t * table.gather(1, other[:, None])[:, 0]
+    return blends.points[i], slerp_rows(codes[own], codes[other], t), target
 
 
 @torch.no_grad()

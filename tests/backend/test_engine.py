@@ -250,6 +250,33 @@ def test_inbetweens_of_two_closed_shapes_are_closed_single_pieces(tiny_library):
         assert component_count(mesh.faces) == 1 and is_closed(mesh.faces), t
 
 
+def test_blend_training_teaches_the_blend_of_the_two_exact_fields(sphere_mesh, torus_mesh, tmp_path):
+    """At the slerp midpoint of two codes, the coarse branch trained with blends is far closer to
+    the mean of the two shapes' exact distances than the same training without blends."""
+    from dataclasses import replace as replace_settings
+
+    from backend.sampling import signed_distance
+    from backend.train import slerp_rows
+
+    tiny = get_preset("tiny")
+    shapes = {"sphere": sphere_mesh, "torus": torus_mesh}
+    probe = np.random.default_rng(0).uniform(-0.9, 0.9, (4000, 3)).astype(np.float32)
+    errors = []
+    for fraction in (0.0, 0.25):
+        spec = replace_settings(tiny, model=replace_settings(tiny.model, detail=False),
+                                train=replace_settings(tiny.train, blend_fraction=fraction))
+        lib = encode(shapes, preset=spec, seed=0, device="cpu", cache_dir=tmp_path, sampling_workers=1)
+        fields = []
+        for name in lib.names:
+            normalized = Mesh(lib.shapes[lib.index(name)].transform.apply(shapes[name].vertices), shapes[name].faces)
+            fields.append(signed_distance(normalized.vertices, normalized.faces, probe))
+        z = slerp_rows(lib.codes[:1], lib.codes[1:], torch.tensor([0.5])).expand(len(probe), -1)
+        with torch.no_grad():
+            predicted = lib.model.coarse(z, torch.as_tensor(probe)).numpy()
+        errors.append(np.abs(predicted - (fields[0] + fields[1]) / 2).mean())
+    assert errors[1] < 0.5 * errors[0], errors
+
+
 def test_blend_with_detail_zero_is_the_coarse_shape(tiny_library):
     """detail=0 adds no shape's detail: the decode is the coarse branch's band decode of the blended code."""
     target = {"sphere": 0.3, "torus": 0.7}

@@ -2,7 +2,9 @@ import igl
 import numpy as np
 
 from backend.meshes import Mesh, normalization
-from backend.sampling import SampleConfig, band_lattice, cached_samples, lattice_points, lattice_spacing, sample_shape, signed_distance
+from backend.sampling import (
+    SampleConfig, band_lattice, blend_set, cached_samples, lattice_points, lattice_spacing, sample_shape, signed_distance,
+)
 
 
 def _normalized(mesh):
@@ -49,3 +51,33 @@ def test_samples_and_cache(torus_mesh, tmp_path):
     entry.write_bytes(b"corrupt")
     again = cached_samples(m, cfg, tmp_path, seed=1)  # a corrupt cache entry is resampled, not trusted
     np.testing.assert_array_equal(again.band_index, s.band_index)
+
+
+def test_blend_set_holds_every_shapes_exact_distance(sphere_mesh, torus_mesh, monkeypatch):
+    """Each sample set's blend points carry its own exact distance and the other shapes' too."""
+    import backend.sampling as sampling
+
+    meshes = [_normalized(sphere_mesh), _normalized(torus_mesh)]
+    cfg = SampleConfig(grid_resolution=32, surface_points=500, wide_points=200, uniform_points=300)
+    samples = [sample_shape(m, cfg, seed=i) for i, m in enumerate(meshes)]
+    blend = blend_set(samples, meshes, [0, 1], per_shape=400, seed=3, workers=1)
+    for i, (s, points, sdf) in enumerate(zip(samples, blend.points, blend.sdf)):
+        assert points.shape == (400, 3) and sdf.shape == (400, 2) and sdf.dtype == np.float32
+        rows = [np.flatnonzero((s.points == p).all(1))[0] for p in points]  # each point is one of the shape's own
+        np.testing.assert_array_equal(sdf[:, i], s.points_sdf[rows])
+        for j, m in enumerate(meshes):
+            np.testing.assert_allclose(sdf[:, j], signed_distance(m.vertices, m.faces, points), atol=1e-6)
+    # the same set whatever the number of processes; a small cap means fewer points per shape
+    again = blend_set(samples, meshes, [0, 1], per_shape=400, seed=3, workers=2)
+    np.testing.assert_array_equal(np.concatenate(again.sdf), np.concatenate(blend.sdf))
+    monkeypatch.setattr(sampling, "BLEND_TABLE_CAP", 2 * 2 * 50)
+    assert [len(p) for p in blend_set(samples, meshes, [0, 1], per_shape=400, workers=1).points] == [50, 50]
+
+
+def test_blend_set_of_one_rank_has_columns_for_the_whole_collection(sphere_mesh, torus_mesh):
+    """A rank holding only shape 1's samples still gets both shapes' distances, own column at row 1."""
+    meshes = [_normalized(sphere_mesh), _normalized(torus_mesh)]
+    cfg = SampleConfig(grid_resolution=32, surface_points=500, wide_points=200, uniform_points=300)
+    torus = sample_shape(meshes[1], cfg)
+    (sdf,) = blend_set([torus], meshes, [1], per_shape=100, workers=1).sdf
+    assert sdf.shape == (100, 2) and np.all(np.isin(sdf[:, 1], torus.points_sdf))
