@@ -24,7 +24,7 @@ from pathlib import Path
 
 import bpy
 
-from .backend.config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PRESETS, SIZES, DecodeConfig
+from .backend.config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES, PRESETS, SIZES, DecodeConfig
 from .operators.common import read_meta
 from .operators.session import UserError
 from .preferences import get_prefs
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
     p.add_argument("--detail", type=float, default=DecodeConfig().detail,
                    help="detail dial of blends: 0 coarse shape only, 1 full detail (default %(default)s)")
+    p.add_argument("--pace", choices=PACES, default=DecodeConfig().pace,
+                   help="uniform: evenly spaced weights; even: each step changes the shape about as much")
     common(p)
 
     p = sub.add_parser("explore", help="variations along principal directions, seeded random variants")
@@ -273,6 +275,7 @@ def cmd_interpolate(context: bpy.types.Context, args: argparse.Namespace) -> int
     settings = context.scene.csdf
     _check_detail(args.detail)
     settings.interp_count, settings.blend_mode, settings.detail = args.count, args.mode, args.detail
+    settings.interp_pace = args.pace
     if args.weights:
         if len(args.weights) != len(args.shapes):
             raise UserError(f"{len(args.weights)} --weights for {len(args.shapes)} --shapes")

@@ -28,6 +28,11 @@ BLEND_MODE_ITEMS = [
     ("linear", "Linear", "Straight weighted average of codes"),
 ]
 
+PACE_ITEMS = [
+    ("uniform", "Uniform", "In-betweens at evenly spaced blend weights"),
+    ("even", "Even", "In-betweens placed so each step changes the shape about as much (probes the path first)"),
+]
+
 ENCODE_MODE_ITEMS = [
     ("AUTO", "Auto", "Add to the library file if it exists, else create it"),
     ("NEW", "New Library", "Create a new library, replacing the file if it exists"),
@@ -150,6 +155,7 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
     interp_count: bpy.props.IntProperty(
         name="Count", description="Number of shapes along the path, endpoints included", default=5, min=2, max=64
     )
+    interp_pace: bpy.props.EnumProperty(name="Pace", items=PACE_ITEMS, default="uniform")
     heatmap: bpy.props.BoolProperty(
         name="Fidelity Heatmap",
         description=(

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpointer, fingerprint
-from .config import DEFAULT_CHECKPOINT_MINUTES, DecodeConfig, Preset, get_preset, with_training
+from .config import DEFAULT_CHECKPOINT_MINUTES, PACES, DecodeConfig, Preset, get_preset, with_training
 from .decode import DecodedMesh, blend_codes, blend_volume, coarse_lattice, marching_cubes, shape_volume
 from .device import pick_device
 from .distributed import SINGLE, Cluster, broadcast_, check_shape_count, gather_to_root, join, leave
@@ -24,6 +24,7 @@ from .library import Library, ShapeEntry, history_entry
 from .meshes import Mesh, Normalization, normalization, validate_mesh
 from .model import CompactSdf
 from .names import validate_shape_name
+from .pacing import even_positions
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
 from .sampling import BlendSet, ShapeSamples, blend_set, sample_shapes
 from .storage import round_trip
@@ -406,23 +407,51 @@ def interpolate(
     resolution: int = _DECODE.resolution,
     band: float = _DECODE.band,
     detail: float = _DECODE.detail,
+    pace: str = _DECODE.pace,
+    normalized: bool = False,
     device: str | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> list[DecodedMesh]:
-    """``count`` meshes evenly spaced along the path through ``names`` (endpoints included)."""
+    """``count`` meshes along the path through ``names`` (endpoints included): at evenly spaced
+    blend weights (``pace="uniform"``), or placed so each step changes the shape by about as much
+    (``pace="even"``: the path is probed first at ``_PACE_PROBES`` positions per step, at most
+    ``_PACE_RESOLUTION``³, see ``pacing``). Each mesh's ``stats`` hold its ``weights`` and its
+    ``path_position`` in [0, 1]."""
     if len(names) < 2:
         raise ValueError("interpolation needs at least two shapes")
     if count < 2:
         raise ValueError("count must be at least 2 (the two endpoints)")
+    if pace not in PACES:
+        raise ValueError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
     reporter = Reporter(on_progress, should_stop)
-    results = []
-    for i, t in enumerate(np.linspace(0, len(names) - 1, count)):
-        reporter.report("interpolating", i, count, message=f"variant {i + 1} of {count}")
-        seg = min(int(t), len(names) - 2)
+    span = len(names) - 1
+
+    def weights_at(t: float) -> dict[str, float]:
+        seg = min(int(t), span - 1)
         f = float(t - seg)
-        weights = {names[seg]: 1 - f, names[seg + 1]: f} if names[seg] != names[seg + 1] else {names[seg]: 1.0}
-        results.append(decode(library, weights, resolution=resolution, band=band, mode=mode, detail=detail,
-                              device=device, should_stop=should_stop))
+        return {names[seg]: 1 - f, names[seg + 1]: f} if names[seg] != names[seg + 1] else {names[seg]: 1.0}
+
+    positions = np.linspace(0, span, count)
+    if pace == "even":
+        probe_at = np.linspace(0, span, _PACE_PROBES * (count - 1) + 1)
+        probes = []
+        for i, t in enumerate(probe_at):
+            reporter.report("pacing", i, len(probe_at), message=f"probe {i + 1} of {len(probe_at)}")
+            m = decode(library, weights_at(t), resolution=min(resolution, _PACE_RESOLUTION), band=band, mode=mode,
+                       detail=detail, normalized=True, device=device, should_stop=should_stop)
+            probes.append(Mesh(m.vertices, m.faces))
+        positions = even_positions(probes, probe_at, count)
+    results = []
+    for i, t in enumerate(positions):
+        reporter.report("interpolating", i, count, message=f"variant {i + 1} of {count}")
+        mesh = decode(library, weights_at(t), resolution=resolution, band=band, mode=mode, detail=detail,
+                      normalized=normalized, device=device, should_stop=should_stop)
+        mesh.stats.update(weights=weights_at(t), path_position=float(t / span))
+        results.append(mesh)
     return results
+
+
+#: Probe decodes per output step, and their largest lattice, of an evenly paced path.
+_PACE_PROBES, _PACE_RESOLUTION = 4, 64
 

@@ -201,13 +201,14 @@ def _cmd_interpolate(args: argparse.Namespace, console: _Console) -> int:
 
     library = Library.load(args.library)
     meshes = interpolate(library, args.shapes, args.steps, mode=args.mode, resolution=args.resolution, detail=args.detail,
-                         on_progress=console.progress, should_stop=console.should_stop)
+                         pace=args.pace, on_progress=console.progress, should_stop=console.should_stop)
     output = _output_dir(args.output)
     stem = safe_file_stem("-".join(args.shapes))
     for i, mesh in enumerate(meshes):
         save_mesh(output / f"{stem}_{i:02d}.{args.format}", mesh.vertices, mesh.faces, mesh.normals)
     console.done()
     print(f"wrote {len(meshes)} meshes {stem}_00..{len(meshes) - 1:02d}.{args.format} to {args.output}")
+    print("path positions " + " ".join(f"{m.stats['path_position']:.3f}" for m in meshes))
     return EXIT_OK
 
 
@@ -357,8 +358,8 @@ def _cmd_make_collection(args: argparse.Namespace, console: _Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from .config import (BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PRESETS,
-                         SIZES, DecodeConfig)
+    from .config import (BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES,
+                         PRESETS, SIZES, DecodeConfig)
 
     defaults = DecodeConfig()
 
@@ -403,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=defaults.count, help="number of meshes, endpoints included")
     p.add_argument("--mode", default=defaults.mode, choices=BLEND_MODES)
     p.add_argument("--detail", type=float, default=defaults.detail, help="detail dial: 0 coarse shapes only, 1 full detail")
+    p.add_argument("--pace", default=defaults.pace, choices=PACES,
+                   help="uniform: evenly spaced blend weights; even: each step changes the shape about as much")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--resolution", type=int, default=defaults.resolution)
     p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])

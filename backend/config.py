@@ -157,9 +157,11 @@ class DecodeConfig(_Settings):
     detail: float = _setting(1.0, 0, 1, "detail dial of blends: 0 coarse shape only, 1 full detail")
     mode: str = "slerp"  #: blending: slerp or linear (of codes), or distance (of the shapes' own fields)
     count: int = _setting(5, 2, 1000, "meshes along an interpolation path, endpoints included")
+    pace: str = "uniform"  #: interpolation positions: uniform (evenly spaced weights) or even (equal shape change)
 
 
 BLEND_MODES = ("slerp", "linear", "distance")
+PACES = ("uniform", "even")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from .config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, DecodeConfig
+from .config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES, DecodeConfig
 
 #: Bumped only for incompatible changes; the client refuses a worker that says otherwise.
 PROTOCOL_VERSION = 1
@@ -175,9 +175,12 @@ class InterpolateArgs(RequestArgs):
     device: str = DEFAULT_DEVICE
     target_faces: int | None = None
     detail: float = DEFAULT_DETAIL
+    pace: str = DecodeConfig().pace  #: uniform or even (see api.interpolate)
 
     def __post_init__(self) -> None:
         _check_detail(self)
+        if self.pace not in PACES:
+            raise ProtocolError(f"interpolate.pace: expected one of {', '.join(PACES)}, got {self.pace!r}")
 
 
 @dataclass

@@ -264,12 +264,13 @@ class Worker:
         return {"items": done}
 
     def cmd_interpolate(self, job_id: str, args: protocol.InterpolateArgs) -> dict[str, Any]:
-        """``count`` meshes along the path through ``names`` (endpoints included) into ``out_dir``."""
+        """``count`` meshes along the path through ``names`` (endpoints included) into ``out_dir``;
+        each item's stats hold its blend ``weights`` and ``path_position``."""
         from . import api
 
         meshes = api.interpolate(
             self._library(args.library), args.names, args.count, mode=args.mode, resolution=args.resolution,
-            band=args.band, detail=args.detail, **self._engine(job_id, args.device),
+            band=args.band, detail=args.detail, pace=args.pace, **self._engine(job_id, args.device),
         )
         out_dir = Path(args.out_dir)
         items = [

@@ -71,6 +71,7 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
             request = protocol.InterpolateArgs(
                 library=str(path), names=names, count=settings.interp_count, out_dir=str(folder),
                 resolution=resolution, mode=settings.blend_mode, target_faces=faces, detail=settings.detail,
+                pace=settings.interp_pace,
             )
             label = rpt_("Interpolate {} shapes").format(settings.interp_count)
             first = names[0]
@@ -95,8 +96,10 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
                     name, info = "csdf_blend", {"weights": item["target"]}
                     weights = dict(item["target"])
                 else:
-                    name, info = f"csdf_interp_{index:02d}", {"path": names, "index": index, "count": len(results)}
-                    weights = blend_weights(names, index / max(len(results) - 1, 1))
+                    position = item["stats"]["path_position"]
+                    name = f"csdf_interp_{index:02d}"
+                    info = {"path": names, "index": index, "count": len(results), "position": position}
+                    weights = blend_weights(names, position)
                 info.update(library=str(path), resolution=resolution, mode=mode, detail=detail)
                 matrix = Matrix.Translation(location) @ basis.to_4x4()
                 obj = add_result_object(context, name, arrays, matrix, info=info)

@@ -139,6 +139,7 @@ class CSDF_PT_interpolate(_Panel, bpy.types.Panel):
         layout.prop(settings, "blend_mode")
         layout.prop(settings, "detail", slider=True)
         layout.prop(settings, "interp_count")
+        layout.prop(settings, "interp_pace")
         layout.operator("csdf.interpolate", text="In-Betweens", icon="MOD_ARRAY").mode = "PATH"
         column = layout.column(align=True)
         for item in used:

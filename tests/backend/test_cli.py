@@ -33,9 +33,14 @@ def test_encode_decode_info(cli_library, tmp_path, capsys):
     assert "2 shapes" in out and "torus" in out
 
 
-def test_interpolate_and_invert(cli_library, tmp_path, data_dir):
+def test_interpolate_and_invert(cli_library, tmp_path, data_dir, capsys):
     assert main(["-q", "interpolate", str(cli_library), "sphere", "torus", "--steps", "3", "-o", str(tmp_path), "--resolution", "40"]) == 0
     assert len(list(tmp_path.glob("sphere-torus_*.obj"))) == 3
+    assert "path positions 0.000 0.500 1.000" in capsys.readouterr().out
+    assert main(["-q", "interpolate", str(cli_library), "sphere", "torus", "--steps", "3", "--pace", "even",
+                 "-o", str(tmp_path / "even"), "--resolution", "32"]) == 0
+    positions = capsys.readouterr().out.split("path positions ")[1].split()
+    assert len(positions) == 3 and positions[0] == "0.000" and positions[-1] == "1.000"
     grown = tmp_path / "grown.csdf"
     assert main(["-q", "invert", str(cli_library), str(data_dir / "spot_low_resolution.obj"), "--steps", "30", "-o", str(grown),
                  "--cache", str(tmp_path / "cache")]) == 0

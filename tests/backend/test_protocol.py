@@ -142,7 +142,7 @@ def test_detail_defaults_to_the_engine_config_and_round_trips():
 
     assert protocol.DEFAULT_DETAIL == DecodeConfig().detail
     for args in (protocol.DecodeArgs("l", [protocol.DecodeItem({"a": 0.8, "b": 0.2}, "o.npz")], detail=0.25),
-                 protocol.InterpolateArgs("l", ["a", "b"], 3, "out", detail=0.25),
+                 protocol.InterpolateArgs("l", ["a", "b"], 3, "out", detail=0.25, pace="even"),
                  protocol.ExploreArgs("l", "o.npz", base={"a": 0.5, "b": 0.5}, amounts=[1.5, -0.5], detail=0.25)):
         parsed = protocol.parse_args(protocol.parse_request(protocol.Request.of(args).to_line()))
         assert parsed == args and parsed.detail == 0.25
@@ -165,6 +165,8 @@ def test_explore_request_defaults_and_kinds_of_start():
         (protocol.DecodeArgs, {"library": "l", "items": [], "detail": "full"}, "detail: expected float"),
         (protocol.InterpolateArgs, {"library": "l", "names": ["a"], "count": 2, "out_dir": "o", "detail": -0.1},
          r"interpolate\.detail"),
+        (protocol.InterpolateArgs, {"library": "l", "names": ["a", "b"], "count": 2, "out_dir": "o", "pace": "fast"},
+         r"interpolate\.pace: expected one of uniform, even"),
         (protocol.ExploreArgs, {"library": "l", "out": "o", "detail": float("nan")}, r"explore\.detail"),
         (protocol.ExploreArgs, {"library": "l", "out": "o", "amounts": [1.0, float("inf")]}, r"explore\.amounts"),
         (protocol.ExploreArgs, {"library": "l", "out": "o", "code": [float("nan")]}, r"explore\.code"),

@@ -234,8 +234,10 @@ def test_explore_and_the_detail_dial(worker, tmp_path):
         decoded[detail] = vertices(out)
     assert decoded[0.0].shape != decoded[1.0].shape or not np.allclose(decoded[0.0], decoded[1.0]), "detail has no effect"
     strip = run(protocol.InterpolateArgs(library, ["ball", "brick"], 3, str(tmp_path), resolution=32,
-                                         detail=0.0, device="cpu"))
+                                         detail=0.0, device="cpu", pace="even"))
     assert len(strip["items"]) == 3
+    middle = strip["items"][1]["stats"]
+    assert 0 < middle["path_position"] < 1 and middle["weights"]["brick"] == pytest.approx(middle["path_position"])
 
     def explore(name: str, **kwargs) -> dict:
         return run(protocol.ExploreArgs(library, str(tmp_path / f"{name}.npz"), resolution=32, device="cpu", **kwargs))

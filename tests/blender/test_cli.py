@@ -85,9 +85,12 @@ def test_encode_blend_objects_and_mesh_file_then_reconstruct(run, h, tmp_path, c
     assert "not in lib.csdf: nope" in capsys.readouterr().err
 
     bpy.ops.wm.read_homefile(use_empty=True)
-    argv = ["interpolate", "--library", str(library), "--shapes", "ball", "brick", "--count", "3", "--resolution", "32"]
+    argv = ["interpolate", "--library", str(library), "--shapes", "ball", "brick", "--count", "3", "--resolution", "32",
+            "--pace", "even"]
     assert run(argv) == 0
     assert sorted(o.name for o in bpy.data.objects) == ["csdf_interp_00", "csdf_interp_01", "csdf_interp_02"]
+    position = bpy.data.objects["csdf_interp_01"]["csdf"]["position"]
+    assert 0 < position < 1
     bpy.ops.wm.read_homefile(use_empty=True)
     argv = ["interpolate", "--library", str(library), "--shapes", "ball", "brick", "--weights", "0.3", "0.7",
             "--resolution", "32"]

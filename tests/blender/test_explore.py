@@ -61,6 +61,13 @@ def test_detail_dial_reaches_blends_and_is_recorded(addon, lib):
     assert bpy.ops.csdf.interpolate(mode="PATH") == {"FINISHED"}
     middle = addon.operators.recipe.read(bpy.data.objects["csdf_interp_01"])
     assert middle["weights"] == pytest.approx([0.5, 0.5]) and middle["detail"] == 0.5
+    # an evenly paced path stores the weights of where each in-between really sits
+    settings.interp_pace = "even"
+    assert bpy.ops.csdf.interpolate(mode="PATH") == {"FINISHED"}
+    paced = bpy.data.objects["csdf_interp_01.001"]
+    position = paced["csdf"]["position"]
+    assert addon.operators.recipe.read(paced)["weights"] == pytest.approx([1 - position, position])
+    settings.interp_pace = "uniform"
 
 
 def test_variation_previews_live_then_keep_and_redecode(addon, lib, h):

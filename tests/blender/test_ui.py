@@ -33,6 +33,7 @@ def test_every_panel_draws(addon, h, busy):
     assert ("template_list", "CSDF_UL_shapes") in calls["CSDF_PT_library"]
     interpolate = calls["CSDF_PT_interpolate"]
     assert ("prop", "blend") in interpolate and ("operator", "csdf.interpolate") in interpolate
+    assert ("prop", "interp_count") in interpolate and ("prop", "interp_pace") in interpolate
     assert interpolate.count(("prop", "weight")) == 2
     main = calls["CSDF_PT_main"]
     assert (("operator", "csdf.cancel_job") in main) is busy
