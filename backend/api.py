@@ -155,7 +155,7 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
     blend = None
     resumed_detail = session.resumed is not None and session.resumed.phase == "detail"
     if library is None and spec.train.blend_fraction > 0 and len(prepared) > 1 and not resumed_detail:
-        blend = blend_set(samples, [p[3] for p in prepared], owned, spec.train.blend_points, seed,
+        blend = blend_set(samples, [p[3] for p in prepared], spec.train.blend_points, seed,
                           workers=sampling_workers, reporter=reporter, names=[p[0] for p in prepared])
     start = time.perf_counter()
     model = base.model.to(dev)
@@ -416,8 +416,8 @@ def interpolate(
     """``count`` meshes along the path through ``names`` (endpoints included): at evenly spaced
     blend weights (``pace="uniform"``), or placed so each step changes the shape by about as much
     (``pace="even"``: the path is probed first at ``_PACE_PROBES`` positions per step, at most
-    ``_PACE_RESOLUTION``³, see ``pacing``). Each mesh's ``stats`` hold its ``weights`` and its
-    ``path_position`` in [0, 1]."""
+    ``_PACE_RESOLUTION``³, see ``pacing``; shapes between the two ends are passed through, not
+    necessarily output). Each mesh's ``stats`` hold its ``weights`` and its ``path_position`` in [0, 1]."""
     if len(names) < 2:
         raise ValueError("interpolation needs at least two shapes")
     if count < 2:

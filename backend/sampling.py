@@ -193,13 +193,13 @@ def _distances_to(job: tuple[int, Mesh, np.ndarray]) -> tuple[int, np.ndarray]:
     return index, signed_distance(mesh.vertices, mesh.faces, points)
 
 
-def blend_set(samples: list[ShapeSamples], meshes: list[Mesh], rows: list[int], per_shape: int, seed: int = 0, *,
+def blend_set(samples: list[ShapeSamples], meshes: list[Mesh], per_shape: int, seed: int = 0, *,
               workers: int | None = None, reporter: Reporter | None = None,
               names: list[str] | None = None) -> BlendSet:
-    """A BlendSet of up to ``per_shape`` random points of each sample set (sample set ``i`` is shape
-    ``rows[i]`` of ``meshes``, the whole collection, normalised), fewer when the table would pass
-    BLEND_TABLE_CAP. Each shape's own column is copied from its samples; the others are computed
-    on ``workers`` processes, one job per shape, and depend only on the inputs and ``seed``."""
+    """A BlendSet of up to ``per_shape`` random points of each sample set, with the distance to each
+    of ``meshes`` (the whole collection, normalised; a sample set's own shape among them), fewer
+    points when the table would pass BLEND_TABLE_CAP. Computed on ``workers`` processes, one job per
+    mesh; the result depends only on the inputs and ``seed``."""
     per_shape = max(1, min(per_shape, BLEND_TABLE_CAP // (len(samples) * len(meshes))))
     rng = np.random.default_rng(seed)
     picks = [rng.choice(len(s.points), min(per_shape, len(s.points)), replace=False) for s in samples]
@@ -208,10 +208,7 @@ def blend_set(samples: list[ShapeSamples], meshes: list[Mesh], rows: list[int], 
     flat = np.concatenate(points)
     jobs = [(j, m, flat) for j, m in enumerate(meshes)]
     columns = np.stack(_in_processes(_distances_to, jobs, workers, reporter or Reporter(), "blend targets", names), 1)
-    sdf = np.split(columns, np.cumsum([len(p) for p in points])[:-1])
-    for i, (s, p) in enumerate(zip(samples, picks)):
-        sdf[i][:, rows[i]] = s.points_sdf[p]
-    return BlendSet(points, sdf)
+    return BlendSet(points, np.split(columns, np.cumsum([len(p) for p in points])[:-1]))
 
 
 def _in_processes(work: Callable[[tuple], tuple[int, object]], jobs: list[tuple], workers: int | None,

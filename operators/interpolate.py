@@ -96,10 +96,10 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
                     name, info = "csdf_blend", {"weights": item["target"]}
                     weights = dict(item["target"])
                 else:
-                    position = item["stats"]["path_position"]
                     name = f"csdf_interp_{index:02d}"
-                    info = {"path": names, "index": index, "count": len(results), "position": position}
-                    weights = blend_weights(names, position)
+                    info = {"path": names, "index": index, "count": len(results),
+                            "position": item["stats"]["path_position"]}
+                    weights = dict(item["stats"]["weights"])
                 info.update(library=str(path), resolution=resolution, mode=mode, detail=detail)
                 matrix = Matrix.Translation(location) @ basis.to_4x4()
                 obj = add_result_object(context, name, arrays, matrix, info=info)

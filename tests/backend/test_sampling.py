@@ -54,13 +54,14 @@ def test_samples_and_cache(torus_mesh, tmp_path):
 
 
 def test_blend_set_holds_every_shapes_exact_distance(sphere_mesh, torus_mesh, monkeypatch):
-    """Each sample set's blend points carry its own exact distance and the other shapes' too."""
+    """Each sample set's blend points carry its own exact distance (the very value it trains on) and
+    the other shapes' too."""
     import backend.sampling as sampling
 
     meshes = [_normalized(sphere_mesh), _normalized(torus_mesh)]
     cfg = SampleConfig(grid_resolution=32, surface_points=500, wide_points=200, uniform_points=300)
     samples = [sample_shape(m, cfg, seed=i) for i, m in enumerate(meshes)]
-    blend = blend_set(samples, meshes, [0, 1], per_shape=400, seed=3, workers=1)
+    blend = blend_set(samples, meshes, per_shape=400, seed=3, workers=1)
     for i, (s, points, sdf) in enumerate(zip(samples, blend.points, blend.sdf)):
         assert points.shape == (400, 3) and sdf.shape == (400, 2) and sdf.dtype == np.float32
         rows = [np.flatnonzero((s.points == p).all(1))[0] for p in points]  # each point is one of the shape's own
@@ -68,10 +69,10 @@ def test_blend_set_holds_every_shapes_exact_distance(sphere_mesh, torus_mesh, mo
         for j, m in enumerate(meshes):
             np.testing.assert_allclose(sdf[:, j], signed_distance(m.vertices, m.faces, points), atol=1e-6)
     # the same set whatever the number of processes; a small cap means fewer points per shape
-    again = blend_set(samples, meshes, [0, 1], per_shape=400, seed=3, workers=2)
+    again = blend_set(samples, meshes, per_shape=400, seed=3, workers=2)
     np.testing.assert_array_equal(np.concatenate(again.sdf), np.concatenate(blend.sdf))
     monkeypatch.setattr(sampling, "BLEND_TABLE_CAP", 2 * 2 * 50)
-    assert [len(p) for p in blend_set(samples, meshes, [0, 1], per_shape=400, workers=1).points] == [50, 50]
+    assert [len(p) for p in blend_set(samples, meshes, per_shape=400, workers=1).points] == [50, 50]
 
 
 def test_blend_set_of_one_rank_has_columns_for_the_whole_collection(sphere_mesh, torus_mesh):
@@ -79,5 +80,5 @@ def test_blend_set_of_one_rank_has_columns_for_the_whole_collection(sphere_mesh,
     meshes = [_normalized(sphere_mesh), _normalized(torus_mesh)]
     cfg = SampleConfig(grid_resolution=32, surface_points=500, wide_points=200, uniform_points=300)
     torus = sample_shape(meshes[1], cfg)
-    (sdf,) = blend_set([torus], meshes, [1], per_shape=100, workers=1).sdf
+    (sdf,) = blend_set([torus], meshes, per_shape=100, workers=1).sdf
     assert sdf.shape == (100, 2) and np.all(np.isin(sdf[:, 1], torus.points_sdf))
