@@ -1,9 +1,9 @@
 """Evenly paced interpolation paths: positions along a path chosen so that every step changes the
 shape by about the same amount, instead of evenly spaced blend weights.
 
-A distance blend does not change at a constant rate: thin parts of one shape fade out within the
-first few percent of the path, so evenly spaced weights give a large first (or last) step and small
-ones in between. Here a path is probed at finer, evenly spaced positions (a coarse decode each), the
+A distance blend does not change at a constant rate: thin parts of one shape fade out early, so
+evenly spaced weights tend to give a large first (or last) step and small ones in between. Here a
+path is probed at finer, evenly spaced positions (a low-resolution decode each), the
 change between neighbouring probes is measured as the symmetric mean surface distance (Chamfer L1),
 and the output positions are placed at equal shares of the accumulated change.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from .meshes import Mesh
 from .metrics import point_to_mesh_distance, sample_surface
 
-#: Surface samples per mesh when measuring a step (enough to rank steps; a few ms each).
+#: Surface samples per mesh when measuring a step (enough to rank steps, cheap next to a decode).
 STEP_SAMPLES = 2000
 
 
