@@ -445,9 +445,10 @@ def interpolate(
     results = []
     for i, t in enumerate(positions):
         reporter.report("interpolating", i, count, message=f"variant {i + 1} of {count}")
-        mesh = decode(library, weights_at(t), resolution=resolution, band=band, mode=mode, detail=detail,
+        weights = weights_at(t)
+        mesh = decode(library, weights, resolution=resolution, band=band, mode=mode, detail=detail,
                       normalized=normalized, device=device, should_stop=should_stop)
-        mesh.stats.update(weights=weights_at(t), path_position=float(t / span))
+        mesh.stats.update(weights=weights, path_position=float(t / span))
         results.append(mesh)
     return results
 
