@@ -1,7 +1,7 @@
 """Compact SDF for Blender: encode meshes into one compact neural SDF library, decode and blend them.
 
 This file only registers and unregisters; see ``operators/`` and ``panels/``. The engine lives in
-``backend/`` and runs in a separate worker process (``backend/worker.py``), never in Blender's.
+``backend/`` and runs in a separate worker process (``backend/interfaces/worker.py``), never in Blender's.
 """
 
 import bpy

@@ -1,4 +1,4 @@
-"""Client side of the backend worker: starts ``backend/worker.py``, sends requests, collects events.
+"""Client side of the backend worker: starts ``backend/interfaces/worker.py``, sends requests, collects events.
 
 No ``bpy`` here. A reader thread parses the worker's stdout into per-job queues; Blender's main
 thread drains them (``poll``) from a timer or blocks on them (``wait``) in background mode. When the
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backend import protocol
+from .backend.interfaces import protocol
 
-WORKER_SCRIPT = Path(__file__).resolve().parent / "backend" / "worker.py"
+WORKER_SCRIPT = Path(__file__).resolve().parent / "backend" / "interfaces" / "worker.py"
 
 
 class WorkerError(RuntimeError):
@@ -83,7 +83,7 @@ class WorkerClient:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
-                cwd=str(WORKER_SCRIPT.parent.parent),
+                cwd=str(WORKER_SCRIPT.parents[2]),
                 creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
             )
         threading.Thread(target=self._read, name="csdf-client-reader", daemon=True).start()

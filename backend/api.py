@@ -14,21 +14,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import Checkpointer, fingerprint
+from .field.checkpoint import Checkpointer, fingerprint
 from .config import DEFAULT_CHECKPOINT_MINUTES, PACES, DecodeConfig, Preset, get_preset, with_training
-from .decode import DecodedMesh, blend_codes, blend_volume, coarse_lattice, marching_cubes, shape_volume
-from .device import pick_device
-from .distributed import SINGLE, Cluster, broadcast_, check_shape_count, gather_to_root, join, leave
+from .field.decode import DecodedMesh, blend_codes, blend_volume, coarse_lattice, marching_cubes, shape_volume
+from .field.device import pick_device
+from .field.distributed import SINGLE, Cluster, broadcast_, check_shape_count, gather_to_root, join, leave
 from .errors import BadInputError, BadMeshError, Cancelled, CheckpointError, LibraryError
-from .library import Library, ShapeEntry, history_entry
-from .meshes import Mesh, Normalization, normalization, validate_mesh
-from .model import CompactSdf
+from .store.library import Library, ShapeEntry, history_entry
+from .geometry.meshes import Mesh, Normalization, normalization, validate_mesh
+from .field.model import CompactSdf
 from .names import validate_shape_name
-from .pacing import even_positions
+from .latent.pacing import even_positions
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
-from .sampling import BlendSet, ShapeSamples, blend_set, sample_shapes
-from .storage import round_trip
-from .train import Session, fit_code, stored_band, train_coarse, train_detail
+from .geometry.sampling import BlendSet, ShapeSamples, blend_set, sample_shapes
+from .field.codec import round_trip
+from .field.train import Session, fit_code, stored_band, train_coarse, train_detail
 
 __all__ = ["Progress", "Library", "DecodedMesh", "encode", "encode_on_cluster", "remove", "rename", "replace", "decode", "interpolate",
            "invert", "code_of", "Cancelled"]

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.config import ModelConfig, Preset, with_training
-from backend.decode import fill_outside_band, marching_cubes
-from backend.library import Library, ShapeEntry, history_entry
-from backend.meshes import Mesh, normalization, validate_mesh
-from backend.model import lattice_corners
-from backend.sampling import ShapeSamples, cached_samples, signed_distance
-from backend.train import cap_code_norms, code_regularizer, cosine_decay, sample_pools, schedule
+from backend.field.decode import fill_outside_band, marching_cubes
+from backend.store.library import Library, ShapeEntry, history_entry
+from backend.geometry.meshes import Mesh, normalization, validate_mesh
+from backend.field.model import lattice_corners
+from backend.geometry.sampling import ShapeSamples, cached_samples, signed_distance
+from backend.field.train import cap_code_norms, code_regularizer, cosine_decay, sample_pools, schedule
 
 #: Bytes of a mesh as stored here: float32 xyz per vertex + int32 triple per face.
 VERTEX_BYTES, FACE_BYTES = 12, 12
@@ -100,7 +100,7 @@ def narrow_band_round_trip(mesh: Mesh, resolution: int, band_voxels: float = 3.0
     """
     import zstandard
 
-    from backend.metrics import sdf_lattice
+    from backend.geometry.metrics import sdf_lattice
 
     norm = normalization(mesh.vertices)
     v = norm.apply(mesh.vertices)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from backend import metrics
+from backend.geometry import metrics
 from backend.api import decode
-from backend.library import Library
-from backend.meshes import Mesh, normalization
-from backend.metrics import compare_meshes, component_count, fidelity_ratio, is_closed, point_to_mesh_distance
+from backend.store.library import Library
+from backend.geometry.meshes import Mesh, normalization
+from backend.geometry.metrics import compare_meshes, component_count, fidelity_ratio, is_closed, point_to_mesh_distance
 
 
 def as_mesh(decoded) -> Mesh:

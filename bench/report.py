@@ -260,7 +260,7 @@ def markdown(results: dict) -> str:
     if rv:
         lines += ["## Random variants", "",
                   (f"Skipped: {rv['skipped']}." if "skipped" in rv else
-                   f"{rv['count']} seeded random codes (`backend.explore.random_code`, seeds 0–{rv['count'] - 1}: flat-Dirichlet "
+                   f"{rv['count']} seeded random codes (`backend.latent.explore.random_code`, seeds 0–{rv['count'] - 1}: flat-Dirichlet "
                    f"blends of {rv.get('mix', '?')} library codes) decoded at {rv['resolution']}³: one-piece share "
                    f"**{_pct(rv['single_piece_share'])}** (an empty mesh counts as not one piece); components "
                    f"{' '.join(map(str, rv['components']))}; roughness {_finite_mean(rv['roughness_deg']):.1f}° mean over "

@@ -28,10 +28,10 @@ import torch
 
 from backend.api import decode, encode, remove
 from backend.config import RANDOM_VARIANT_MIX, DecodeConfig, Preset, with_training
-from backend.library import Library
-from backend.meshes import MESH_SUFFIXES, Mesh, load_mesh, normalization
-from backend.metrics import component_count
-from backend.sampling import SampleConfig
+from backend.store.library import Library
+from backend.geometry.meshes import MESH_SUFFIXES, Mesh, load_mesh, normalization
+from backend.geometry.metrics import component_count
+from backend.geometry.sampling import SampleConfig
 
 from . import render
 from .baselines import (decimate_to_bytes, draco_available, draco_round_trip, encode_grid_only, generalization_only,
@@ -111,7 +111,7 @@ def normalized_area(mesh: Mesh) -> float:
 
 def _uncached(shapes: Mapping[str, Mesh], sample: SampleConfig, cache: Path, seed: int) -> int:
     """Shapes whose training samples are not in the cache yet (for the estimate)."""
-    from backend.meshes import normalization, validate_mesh
+    from backend.geometry.meshes import normalization, validate_mesh
 
     count = 0
     for name, mesh in shapes.items():
@@ -415,14 +415,14 @@ def interpolations(cfg: BenchConfig, lib: Library, pairs: list[tuple[str, str]],
 
 
 def random_variants(cfg: BenchConfig, lib: Library, images: Path) -> dict:
-    """One-piece share and roughness of seeded random variants (``backend.explore.random_code``,
+    """One-piece share and roughness of seeded random variants (``backend.latent.explore.random_code``,
     decoded as raw codes at the path resolution), where the engine offers them."""
     if cfg.random_variants <= 0:
         return {}
     try:
-        from backend.explore import random_code
+        from backend.latent.explore import random_code
     except ImportError:
-        note = "the engine offers no backend.explore.random_code at this commit: random variants not measured"
+        note = "the engine offers no backend.latent.explore.random_code at this commit: random variants not measured"
         log("note: " + note)
         return {"skipped": note}
     meshes, flags, rough = [], [], []

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.scale_out [--shapes 6] [--steps 300] [--ranks 1,2]
 
-On a procedural collection (``backend.procedural``), in one run: sampling every shape serially
+On a procedural collection (``backend.geometry.procedural``), in one run: sampling every shape serially
 and on a process pool (same samples bit for bit), then the same ``encode`` command on each rank
 count — one process with every core, or ``torchrun`` with one thread per rank — with a fresh
 sample cache each, so wall times include sampling. Throughput is shapes per hour of that command;
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _time_sampling(meshes: list, preset: str, workers: int) -> tuple[float, list]:
     from backend.config import get_preset
-    from backend.sampling import sample_shapes
+    from backend.geometry.sampling import sample_shapes
 
     start = time.perf_counter()
     samples = sample_shapes(meshes, get_preset(preset).sample, None, workers=workers)
@@ -52,9 +52,9 @@ def _encode(files: list[Path], out: Path, preset: str, ranks: int, steps: int | 
 
 def _quality(library_path: Path, meshes: dict) -> float:
     from backend.api import decode
-    from backend.library import Library
-    from backend.meshes import Mesh
-    from backend.metrics import compare_meshes
+    from backend.store.library import Library
+    from backend.geometry.meshes import Mesh
+    from backend.geometry.metrics import compare_meshes
 
     library = Library.load(library_path)
     cds = []
@@ -66,10 +66,10 @@ def _quality(library_path: Path, meshes: dict) -> float:
 
 def run(shapes: int, preset: str, steps: int | None, ranks: list[int], out: Path) -> dict:
     from backend.config import get_preset
-    from backend.library import Library
-    from backend.meshes import Mesh, load_mesh, normalization
-    from backend.procedural import procedural_collection, write_collection
-    from backend.sampling import default_workers
+    from backend.store.library import Library
+    from backend.geometry.meshes import Mesh, load_mesh, normalization
+    from backend.geometry.procedural import procedural_collection, write_collection
+    from backend.geometry.sampling import default_workers
 
     out.mkdir(parents=True, exist_ok=True)
     meshes_dir = out / "meshes"

@@ -11,7 +11,7 @@ from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix
 
 from .. import mesh_bridge
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from .session import UserError
 
 #: Collection that receives every object this extension creates.
@@ -45,7 +45,7 @@ def library_file(settings: Any, *, must_exist: bool) -> Path:
 def read_meta(path: Path) -> dict[str, Any]:
     """Library metadata without torch; UserError with the reader's message when it fails."""
     from ..backend.errors import LibraryError
-    from ..backend.library_meta import read_library_meta
+    from ..backend.store.library_meta import read_library_meta
 
     try:
         meta = read_library_meta(str(path))

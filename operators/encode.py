@@ -9,7 +9,7 @@ import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 
 from .. import mesh_bridge
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from .common import library_file, read_meta, refresh_shapes
 from .job_operator import JobOperator
 from .session import JobSpec, UserError

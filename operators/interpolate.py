@@ -10,7 +10,7 @@ import numpy as np
 from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix, Vector
 
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from . import recipe as recipes
 from .common import add_result_object, library_file, load_result, select_only, shape_matrix, target_faces
 from .job_operator import JobOperator

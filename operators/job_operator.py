@@ -15,7 +15,7 @@ from pathlib import Path
 import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from ..worker_client import WorkerError
 from . import session
 from .redraw import tag_redraw

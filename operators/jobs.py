@@ -8,7 +8,7 @@ from typing import Any
 import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from . import session
 from .job_operator import JobOperator
 from .session import JobSpec

@@ -22,7 +22,7 @@ from typing import Any
 import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from .common import library_file
 from .session import UserError
 

@@ -10,7 +10,7 @@ import numpy as np
 from bpy.app.translations import pgettext_rpt as rpt_
 
 from .. import mesh_bridge
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from . import recipe as recipes
 from .encode import shape_count
 from .common import (

@@ -21,7 +21,7 @@ from typing import Any
 import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from ..preferences import backend_python, get_prefs, user_path
 from ..worker_client import CancelGrace, WorkerClient
 

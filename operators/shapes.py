@@ -8,7 +8,7 @@ from typing import Any
 import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 
-from ..backend import protocol
+from ..backend.interfaces import protocol
 from .common import library_file, read_meta, refresh_shapes
 from .encode import save_meshes
 from .job_operator import JobOperator

@@ -16,14 +16,14 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sphere_mesh():
-    from backend.meshes import load_mesh
+    from backend.geometry.meshes import load_mesh
 
     return load_mesh(DATA / "sphere.obj")
 
 
 @pytest.fixture(scope="session")
 def torus_mesh():
-    from backend.meshes import load_mesh
+    from backend.geometry.meshes import load_mesh
 
     return load_mesh(DATA / "torus.obj")
 

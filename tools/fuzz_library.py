@@ -33,8 +33,8 @@ _SCRATCH = Path(tempfile.mkdtemp(prefix="csdf-fuzz-")) / "input.csdf"
 def check_library_bytes(data: bytes) -> None:
     """Read ``data`` as a library file both ways; re-raise anything but a clear CompactSdfError."""
     from backend.errors import CompactSdfError
-    from backend.library import Library
-    from backend.library_meta import read_library_meta
+    from backend.store.library import Library
+    from backend.store.library_meta import read_library_meta
 
     _SCRATCH.write_bytes(data)
     for read in (read_library_meta, Library.load):
@@ -49,9 +49,9 @@ def write_seeds(directory: Path) -> None:
     """A minimal valid library (a sphere on a 16^3 grid), a truncated and a metadata-only copy."""
     from backend.api import encode
     from backend.config import Preset, TrainConfig
-    from backend.meshes import load_mesh
-    from backend.model import ModelConfig
-    from backend.sampling import SampleConfig
+    from backend.geometry.meshes import load_mesh
+    from backend.field.model import ModelConfig
+    from backend.geometry.sampling import SampleConfig
 
     preset = Preset("seed", SampleConfig(grid_resolution=16, surface_points=2000, wide_points=500, uniform_points=500),
                     ModelConfig(code_size=4, pe_frequencies=1, coarse_width=8, coarse_depth=2, grid_resolution=16,
@@ -70,8 +70,8 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports(include=["backend"]):
-        import backend.library  # noqa: F401
-        import backend.library_meta  # noqa: F401
+        import backend.store.library  # noqa: F401
+        import backend.store.library_meta  # noqa: F401
     atheris.Setup(sys.argv, check_library_bytes)
     atheris.Fuzz()
 

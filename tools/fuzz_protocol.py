@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def check_protocol_bytes(data: bytes) -> None:
     """Parse ``data`` as a request and as an event, as bytes and as text; only ProtocolError may escape."""
-    from backend.protocol import ProtocolError, parse_event, parse_request
+    from backend.interfaces.protocol import ProtocolError, parse_event, parse_request
 
     text = data.decode("utf-8", errors="surrogateescape")
     for parse in (parse_request, parse_event):
@@ -39,7 +39,7 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports(include=["backend"]):
-        import backend.protocol  # noqa: F401
+        import backend.interfaces.protocol  # noqa: F401
     atheris.Setup(sys.argv, check_protocol_bytes)
     atheris.Fuzz()
 

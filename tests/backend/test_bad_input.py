@@ -9,8 +9,8 @@ import numpy as np
 import trimesh
 
 from backend.api import decode, encode
-from backend.meshes import Mesh
-from backend.metrics import compare_meshes, component_count
+from backend.geometry.meshes import Mesh
+from backend.geometry.metrics import compare_meshes, component_count
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_two_million_faces_bounded_memory(tmp_path):
         """
         import numpy as np
         from backend.api import encode
-        from backend.meshes import Mesh
+        from backend.geometry.meshes import Mesh
 
         n = 1000  # a torus as an n x n quad grid: 2 n^2 = 2M triangles
         u, v = np.meshgrid(np.linspace(0, 2 * np.pi, n, endpoint=False), np.linspace(0, 2 * np.pi, n, endpoint=False), indexing="ij")

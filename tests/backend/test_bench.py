@@ -10,7 +10,7 @@ from PIL import Image
 
 
 def test_twist_turns_a_quarter_over_the_height():
-    from backend.meshes import Mesh
+    from backend.geometry.meshes import Mesh
     from bench.run import twisted
 
     v = np.array([[1.0, 0.0, 0.0], [1.0, 2.0, 0.0], [-1.0, 1.0, -1.0], [0.0, 1.0, 1.0]])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.cli import EXIT_CANCELLED, EXIT_ERROR, main
+from backend.interfaces.cli import EXIT_CANCELLED, EXIT_ERROR, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,7 +94,7 @@ def test_ctrl_c_leaves_library_untouched(cli_library, tmp_path, data_dir):
 
 def test_remove_rename_replace_explore(cli_library, tmp_path, data_dir, capsys):
     """Library editing and latent-space exploration from the command line, each writing a new file."""
-    from backend.library import Library
+    from backend.store.library import Library
 
     renamed, smaller, replaced = tmp_path / "renamed.csdf", tmp_path / "smaller.csdf", tmp_path / "replaced.csdf"
     assert main(["-q", "rename", str(cli_library), "torus", "ring", "-o", str(renamed)]) == 0

@@ -10,12 +10,12 @@ import torch
 
 from backend.api import _blend, decode, encode, interpolate, invert, remove, rename, replace
 from backend.config import SIZES, ModelConfig, TrainConfig, get_preset
-from backend.decode import blend_volume, fill_outside_band, marching_cubes
+from backend.field.decode import blend_volume, fill_outside_band, marching_cubes
 from backend.errors import BadInputError, BadMeshError, BadNameError, Cancelled, LibraryError
-from backend.library import _network_tensors
-from backend.meshes import Mesh, load_mesh
-from backend.metrics import compare_meshes, component_count, is_closed, point_to_mesh_distance
-from backend.model import CompactSdf
+from backend.store.library import _network_tensors
+from backend.geometry.meshes import Mesh, load_mesh
+from backend.geometry.metrics import compare_meshes, component_count, is_closed, point_to_mesh_distance
+from backend.field.model import CompactSdf
 
 
 @pytest.fixture(scope="module")
@@ -255,8 +255,8 @@ def test_blend_training_teaches_the_blend_of_the_two_exact_fields(sphere_mesh, t
     the mean of the two shapes' exact distances than the same training without blends."""
     from dataclasses import replace as replace_settings
 
-    from backend.sampling import signed_distance
-    from backend.train import slerp_rows
+    from backend.geometry.sampling import signed_distance
+    from backend.field.train import slerp_rows
 
     tiny = get_preset("tiny")
     shapes = {"sphere": sphere_mesh, "torus": torus_mesh}
@@ -368,7 +368,7 @@ def test_remove_drops_the_shape_and_leaves_the_others_identical(grown, decoded, 
                                                                      for k in ("features", "nodes", "scales")]
     path = tmp_path / "smaller.csdf"
     smaller.save(path)
-    from backend.library import Library
+    from backend.store.library import Library
 
     back = Library.load(path)
     _assert_same_decode(back, "spot", spot)
@@ -460,7 +460,7 @@ def test_size_changes_what_each_shape_stores(sphere_mesh, tmp_path):
 
 def test_stored_features_are_already_quantised(tiny_library):
     """A fresh library equals what its file will hold: features sit on the int8 grid of their scales."""
-    from backend.storage import round_trip
+    from backend.field.codec import round_trip
 
     grid = tiny_library.model.detail.grid
     for shape in range(len(tiny_library.names)):
@@ -473,7 +473,7 @@ def test_stored_features_are_already_quantised(tiny_library):
 
 def test_libraries_from_before_distance_bits_keep_their_channel_0():
     """A file whose storage settings lack distance_bits stored channel 0 at feature_bits: it loads so."""
-    from backend.library import _storage_config
+    from backend.store.library import _storage_config
 
     old = _storage_config({"band_cells": 2.0, "feature_bits": 6, "zstd_level": 19})
     assert old.distance_bits == 6 and old.channel0_bits == 6 and old.feature_bits == 6
@@ -484,7 +484,7 @@ def test_libraries_from_before_distance_bits_keep_their_channel_0():
 def test_explore_codes(tiny_library):
     """Principal directions move a code, seeded variants repeat, a shape's nearest shape is itself."""
     from backend.api import code_of
-    from backend.explore import code_space, nearest_shapes, random_code, vary
+    from backend.latent.explore import code_space, nearest_shapes, random_code, vary
 
     space = code_space(tiny_library)
     assert len(space.stds) == 1 and space.directions.shape == (1, tiny_library.codes.shape[1])

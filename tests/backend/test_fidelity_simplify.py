@@ -1,12 +1,12 @@
-"""Fidelity measurement (backend/fidelity.py) and result decimation (backend/simplify.py)."""
+"""Fidelity measurement (backend/geometry/fidelity.py) and result decimation (backend/geometry/simplify.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backend.fidelity import measure_fidelity, vertex_distance
-from backend.simplify import decimate
+from backend.geometry.fidelity import measure_fidelity, vertex_distance
+from backend.geometry.simplify import decimate
 
 
 def test_a_mesh_matches_itself_and_distances_grow_off_surface(sphere_mesh):

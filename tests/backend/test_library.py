@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from backend.api import decode
 from backend.config import StorageConfig
 from backend.errors import LibraryError
-from backend.library import Library
-from backend.library_meta import read_library_meta
+from backend.store.library import Library
+from backend.store.library_meta import read_library_meta
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_failed_save_leaves_old_file(tiny_library, saved, monkeypatch):
 # -- format 2: each shape's own detail, stored compactly ---------------------------------------------------
 
 def test_file_holds_each_shapes_own_detail(tiny_library, saved):
-    from backend.library_meta import read_header
+    from backend.store.library_meta import read_header
 
     header = read_header(saved)
     names = set(header) - {"__metadata__"}
@@ -232,7 +232,7 @@ def _random_shape(resolution=16, count=300, channels=3, seed=0):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_storage_round_trip(bits):
-    from backend.storage import pack_shape, round_trip, unpack_shape
+    from backend.field.codec import pack_shape, round_trip, unpack_shape
 
     keys, features = _random_shape()
     packed = pack_shape(keys, features, 16, bits, 3)
@@ -247,7 +247,7 @@ def test_storage_round_trip(bits):
 
 
 def test_storage_empty_and_zero_shapes():
-    from backend.storage import pack_shape, unpack_shape
+    from backend.field.codec import pack_shape, unpack_shape
 
     empty = pack_shape(np.zeros(0, dtype=np.int64), torch.zeros(0, 2), 8, 8, 3)
     keys, features = unpack_shape(empty, 8, 2, 8, 0, "empty")
@@ -258,7 +258,7 @@ def test_storage_empty_and_zero_shapes():
 
 
 def test_storage_corrupt_blobs_raise_library_error():
-    from backend.storage import pack_shape, unpack_shape
+    from backend.field.codec import pack_shape, unpack_shape
 
     keys, features = _random_shape()
     packed = pack_shape(keys, features, 16, 8, 3)
@@ -294,7 +294,7 @@ def _zstd_frame_declaring(size: int) -> np.ndarray:
 def test_blob_declaring_a_huge_size_is_refused_before_allocating(saved, tmp_path):
     import zstandard
 
-    from backend.storage import pack_shape, unpack_shape
+    from backend.field.codec import pack_shape, unpack_shape
 
     huge = _zstd_frame_declaring(1 << 40)
     assert zstandard.frame_content_size(huge.tobytes()) == 1 << 40
@@ -315,7 +315,7 @@ def test_feature_bits_setting_is_honoured(tiny_library, tmp_path):
     """A library stored with float16 features round-trips exactly too."""
     from dataclasses import replace
 
-    from backend.storage import round_trip
+    from backend.field.codec import round_trip
 
     lib = tiny_library.copy()
     lib.preset = replace(lib.preset, storage=replace(lib.preset.storage, feature_bits=16))
@@ -340,7 +340,7 @@ def test_feature_widths_outside_int8_or_float16_are_refused():
 def test_every_accepted_feature_width_round_trips(bits):
     """Stored features are within half a quantisation step of the trained ones at every accepted width."""
     from backend.config import StorageConfig, check_ranges
-    from backend.storage import round_trip
+    from backend.field.codec import round_trip
 
     check_ranges(StorageConfig(feature_bits=bits))
     features = torch.linspace(-1.5, 1.5, 31).reshape(-1, 1).repeat(1, 2) * torch.tensor([1.0, 0.01])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from backend.errors import BadMeshError
-from backend.meshes import Mesh, load_mesh, normalization, save_mesh, validate_mesh
+from backend.geometry.meshes import Mesh, load_mesh, normalization, save_mesh, validate_mesh
 
 TRI = Mesh(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float), np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]))
 

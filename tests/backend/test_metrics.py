@@ -1,4 +1,4 @@
-"""Known-answer tests for backend.metrics (DESIGN §3)."""
+"""Known-answer tests for backend.geometry.metrics (DESIGN §3)."""
 
 from pathlib import Path
 
@@ -7,8 +7,8 @@ import pytest
 import trimesh
 from skimage.measure import marching_cubes
 
-from backend.meshes import normalization
-from backend.metrics import (
+from backend.geometry.meshes import normalization
+from backend.geometry.metrics import (
     compactness,
     compare_meshes,
     component_count,

@@ -1,11 +1,11 @@
-"""Evenly paced interpolation paths (backend.pacing and interpolate(pace="even"))."""
+"""Evenly paced interpolation paths (backend.latent.pacing and interpolate(pace="even"))."""
 
 import numpy as np
 import pytest
 
 from backend.api import interpolate
-from backend.meshes import Mesh
-from backend.pacing import even_positions, step_change
+from backend.geometry.meshes import Mesh
+from backend.latent.pacing import even_positions, step_change
 
 
 def _sphere(radius: float, subdivisions: int = 3) -> Mesh:

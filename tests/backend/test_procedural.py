@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import trimesh
 
-from backend.cli import EXIT_ERROR, main
+from backend.interfaces.cli import EXIT_ERROR, main
 from backend.errors import Cancelled
-from backend.meshes import Mesh, load_mesh, validate_mesh
+from backend.geometry.meshes import Mesh, load_mesh, validate_mesh
 from backend.names import validate_shape_name
-from backend.procedural import FAMILIES, SHAPE_RADIUS, is_closed_solid, procedural_collection, write_collection
+from backend.geometry.procedural import FAMILIES, SHAPE_RADIUS, is_closed_solid, procedural_collection, write_collection
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from backend import protocol
+from backend.interfaces import protocol
 
 
 def test_request_round_trip_keeps_unicode_and_args():
@@ -132,7 +132,7 @@ def test_mesh_npz_round_trip_without_pickle(tmp_path):
 
 
 def test_protocol_module_imports_nothing_heavy():
-    code = "import sys, backend.protocol; print(sorted(m for m in ('numpy', 'torch', 'bpy') if m in sys.modules))"
+    code = "import sys, backend.interfaces.protocol; print(sorted(m for m in ('numpy', 'torch', 'bpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

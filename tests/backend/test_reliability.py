@@ -23,13 +23,13 @@ from safetensors.torch import save_file
 
 from backend.api import _blend, decode, encode, invert
 from backend.atomic_io import atomic_write, clean_stale_temps, file_lock, temp_files
-from backend.cli import EXIT_ERROR, main
+from backend.interfaces.cli import EXIT_ERROR, main
 from backend.errors import BadInputError, BadMeshError, BadNameError, Cancelled, CompactSdfError, LibraryError
-from backend.library import Library
-from backend.library_meta import read_library_meta
-from backend.meshes import Mesh, load_mesh, normalization, validate_mesh
+from backend.store.library import Library
+from backend.store.library_meta import read_library_meta
+from backend.geometry.meshes import Mesh, load_mesh, normalization, validate_mesh
 from backend.names import safe_file_stem, validate_shape_name
-from backend.protocol import ProtocolError, parse_request
+from backend.interfaces.protocol import ProtocolError, parse_request
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -382,7 +382,7 @@ def test_disk_full_while_saving(small_library, sample_cache, tmp_path, data_dir)
     script = (
         "import resource, signal, sys\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "from backend.cli import main\n"
+        "from backend.interfaces.cli import main\n"
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit},) * 2)\n"
         f"sys.exit(main(['-q', 'encode', {str(data_dir / 'sphere.obj')!r}, '-o', {str(out)!r}, '--preset', 'tiny',"
         f" '--steps', '1', '--cache', {str(sample_cache)!r}]))\n"

@@ -14,8 +14,8 @@ import torch
 
 from backend.api import encode
 from backend.atomic_io import temp_files
-from backend.library import Library, ShapeEntry
-from backend.meshes import load_mesh
+from backend.store.library import Library, ShapeEntry
+from backend.geometry.meshes import load_mesh
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="fork and SIGKILL are POSIX")
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(os.name == "nt", reason="fork and SIGKILL are PO
 #: <which> over the target, SIGKILLs it after <delay> seconds and reports how the child ended.
 SAVER = r"""
 import os, signal, sys, time
-from backend.library import Library
+from backend.store.library import Library
 libs = [Library.load(p) for p in sys.argv[1:3]]
 print("ready", flush=True)
 for line in sys.stdin:

@@ -21,9 +21,9 @@ from safetensors.torch import save_file
 
 from backend.api import encode
 from backend.errors import CompactSdfError, LibraryError
-from backend.library import Library
-from backend.library_meta import read_library_meta
-from backend.meshes import Mesh, load_mesh, normalization, validate_mesh
+from backend.store.library import Library
+from backend.store.library_meta import read_library_meta
+from backend.geometry.meshes import Mesh, load_mesh, normalization, validate_mesh
 from backend.names import safe_file_stem, validate_shape_name
 
 settings.register_profile("ci", max_examples=150, derandomize=True, deadline=None, database=None,

@@ -1,8 +1,8 @@
 import igl
 import numpy as np
 
-from backend.meshes import Mesh, normalization
-from backend.sampling import (
+from backend.geometry.meshes import Mesh, normalization
+from backend.geometry.sampling import (
     SampleConfig, band_lattice, blend_set, cached_samples, lattice_points, lattice_spacing, sample_shape, signed_distance,
 )
 
@@ -56,7 +56,7 @@ def test_samples_and_cache(torus_mesh, tmp_path):
 def test_blend_set_holds_every_shapes_exact_distance(sphere_mesh, torus_mesh, monkeypatch):
     """Each sample set's blend points carry its own exact distance (the very value it trains on) and
     the other shapes' too."""
-    import backend.sampling as sampling
+    import backend.geometry.sampling as sampling
 
     meshes = [_normalized(sphere_mesh), _normalized(torus_mesh)]
     cfg = SampleConfig(grid_resolution=32, surface_points=500, wide_points=200, uniform_points=300)

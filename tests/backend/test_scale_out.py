@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 
 from backend.api import decode, encode
-from backend.checkpoint import checkpoint_path
+from backend.field.checkpoint import checkpoint_path
 from backend.config import get_preset
-from backend.distributed import Cluster, check_shape_count
+from backend.field.distributed import Cluster, check_shape_count
 from backend.errors import BadInputError, Cancelled, CheckpointError
-from backend.library import Library
-from backend.meshes import Mesh, load_mesh, normalization
-from backend.metrics import compare_meshes
-from backend.procedural import procedural_collection, write_collection
+from backend.store.library import Library
+from backend.geometry.meshes import Mesh, load_mesh, normalization
+from backend.geometry.metrics import compare_meshes
+from backend.geometry.procedural import procedural_collection, write_collection
 from backend.progress import Reporter
-from backend.sampling import sample_shapes
+from backend.geometry.sampling import sample_shapes
 
 REPO = Path(__file__).resolve().parents[2]
 #: One thread per process: two ranks on a 2-core runner do not oversubscribe it.

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import protocol
+from backend.interfaces import protocol
 
 REPO = Path(__file__).resolve().parents[2]
-WORKER = REPO / "backend" / "worker.py"
+WORKER = REPO / "backend" / "interfaces" / "worker.py"
 
 
 class Worker:
@@ -164,7 +164,7 @@ def test_tiny_encode_then_decode(worker, tmp_path):
     assert event.event == "result", event.fields
     assert library.is_file() and event.get("data")["names"] == ["ball", "brick"]
     from backend.config import SIZES
-    from backend.library import Library
+    from backend.store.library import Library
 
     assert Library.load(library).model.detail.grid.channels == SIZES["small"][0]  # the size setting arrived
     assert progress and all(p.get("total") > 0 for p in progress)

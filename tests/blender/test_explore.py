@@ -74,7 +74,7 @@ def test_variation_previews_live_then_keep_and_redecode(addon, lib, h):
     """Variation sliders move the active shape along the principal directions (live preview, low-res
     then refined); Keep makes an object with the recipe; Re-decode replaces its mesh at a new resolution."""
     from backend import api
-    from backend.library import Library
+    from backend.store.library import Library
 
     preview, recipe_module = addon.operators.preview, addon.operators.recipe
     settings = bpy.context.scene.csdf

@@ -29,7 +29,7 @@ def lib(tiny_library, tmp_path):
 
 def _codes(path) -> dict[str, np.ndarray]:
     """Each shape's code as stored in the library file."""
-    from backend.library_meta import read_library_meta
+    from backend.store.library_meta import read_library_meta
     from safetensors.numpy import load_file
 
     names = [shape["name"] for shape in read_library_meta(str(path))["shapes"]]

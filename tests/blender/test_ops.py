@@ -32,7 +32,7 @@ def _digest(path) -> str:
 
 def _chamfer(addon, source, obj) -> float:
     """CD-L1 (DESIGN §3 units) between a source (object space) and an object's mesh."""
-    from backend.metrics import compare_meshes
+    from backend.geometry.metrics import compare_meshes
 
     arrays = addon.mesh_bridge.mesh_to_arrays(obj.data)
     return compare_meshes(source, (arrays.vertices, arrays.faces), n_samples=5_000).cd_l1
@@ -69,7 +69,7 @@ def test_reconstruct_creates_placed_objects_close_to_their_sources(addon, lib):
 def test_operator_matches_the_engine_api(addon, lib):
     """The operator's object holds exactly what backend.api.decode returns (MolecularNodes-style)."""
     from backend import api
-    from backend.library import Library
+    from backend.store.library import Library
 
     settings = bpy.context.scene.csdf
     for item in settings.shapes:

@@ -100,7 +100,7 @@ def test_unregister_ends_a_running_job(addon, h):
     session = addon.operators.session
     h.select(h.ico_sphere("ball"))
     folder = session.job_folder()
-    session.start(bpy.context, session.JobSpec(addon.backend.protocol.ProbeArgs(), lambda c, d: "", "probe"), folder)
+    session.start(bpy.context, session.JobSpec(addon.backend.interfaces.protocol.ProbeArgs(), lambda c, d: "", "probe"), folder)
     addon_utils.disable(h.ADDON, default_set=True)
     try:
         assert session.running() is None and session._client is None and not folder.exists()
@@ -140,7 +140,7 @@ def test_manifest_validates_and_builds_without_dev_files(tmp_path):
 
     (archive,) = tmp_path.glob("compact_sdf-*.zip")
     names = zipfile.ZipFile(archive).namelist()
-    assert "blender_manifest.toml" in names and "backend/worker.py" in names and "requirements.txt" in names
+    assert "blender_manifest.toml" in names and "backend/interfaces/worker.py" in names and "requirements.txt" in names
     assert not [n for n in names if n.startswith(("tests/", ".venv/", "docs/", "tools/", ".ci/")) or "__pycache__" in n]
 
 

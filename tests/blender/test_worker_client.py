@@ -18,7 +18,7 @@ def wc(addon):
 
 @pytest.fixture
 def protocol(addon):
-    return addon.backend.protocol
+    return addon.backend.interfaces.protocol
 
 
 def _fake_python(tmp_path, script: str):

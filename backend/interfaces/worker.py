@@ -2,7 +2,7 @@
 
 Start it by script path (Blender runs Python isolated, so PYTHONPATH is ignored)::
 
-    <python-with-torch> -u path/to/backend/worker.py [--log-level INFO]
+    <python-with-torch> -u path/to/backend/interfaces/worker.py [--log-level INFO]
 
 Stdout carries protocol lines only (see ``protocol``); every ``print``, log record and C-level
 write goes to stderr. A reader thread takes requests from stdin, so ``cancel`` reaches the
@@ -18,9 +18,9 @@ from pathlib import Path
 if __name__ in ("__main__", "__mp_main__") and not __package__:
     # Run by script path (or re-imported by a spawned sampling process as __mp_main__): make
     # ``import backend`` work and resolve this module's relative imports.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    __package__ = "backend"  # noqa: A001 - PEP 366
-    import backend  # noqa: F401
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    __package__ = "backend.interfaces"  # noqa: A001 - PEP 366
+    import backend.interfaces  # noqa: F401
 
 import argparse
 import logging
@@ -33,9 +33,10 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any
 
-from . import __version__, protocol
-from .atomic_io import file_lock
-from .errors import BadMeshError, Cancelled, CompactSdfError, LibraryError
+from .. import __version__
+from . import protocol
+from ..atomic_io import file_lock
+from ..errors import BadMeshError, Cancelled, CompactSdfError, LibraryError
 
 log = logging.getLogger("compact_sdf.worker")
 
@@ -163,7 +164,7 @@ class Worker:
         """Load a library, reusing the last one while its file is unchanged (live previews)."""
         if not Path(path).is_file():
             raise LibraryError(f"{path}: no such library file")
-        from .library import Library
+        from ..store.library import Library
 
         stat = Path(path).stat()
         key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
@@ -185,9 +186,9 @@ class Worker:
         import numpy
         import torch
 
-        from . import api  # noqa: F401 - proves the engine imports with this interpreter
+        from .. import api  # noqa: F401 - proves the engine imports with this interpreter
 
-        from .device import pick_device
+        from ..field.device import pick_device
 
         device = pick_device(args.device)
         cuda = torch.cuda.is_available()
@@ -204,12 +205,12 @@ class Worker:
         }
 
     def cmd_info(self, job_id: str, args: protocol.InfoArgs) -> dict[str, Any]:
-        from .library_meta import read_library_meta
+        from ..store.library_meta import read_library_meta
 
         return read_library_meta(args.library)
 
     def cmd_encode(self, job_id: str, args: protocol.EncodeArgs) -> dict[str, Any]:
-        from . import api
+        from .. import api
 
         shapes = dict(zip(args.names, _load_meshes(args.meshes, len(args.names))))
         base = self._library(args.library_in) if args.library_in else None
@@ -218,7 +219,7 @@ class Worker:
         return self._save_library(job_id, library, args.library_out, args.names)
 
     def cmd_invert(self, job_id: str, args: protocol.InvertArgs) -> dict[str, Any]:
-        from . import api
+        from .. import api
 
         (mesh,) = _load_meshes(args.meshes, 1)
         library = api.invert(self._library(args.library_in), mesh, args.name, steps=args.steps,
@@ -226,7 +227,7 @@ class Worker:
         return self._save_library(job_id, library, args.library_out, [args.name])
 
     def cmd_replace(self, job_id: str, args: protocol.ReplaceArgs) -> dict[str, Any]:
-        from . import api
+        from .. import api
 
         (mesh,) = _load_meshes(args.meshes, 1)
         library = api.replace(self._library(args.library), args.name, mesh, steps=args.steps, seed=args.seed,
@@ -234,20 +235,20 @@ class Worker:
         return self._save_library(job_id, library, args.library_out, [args.name])
 
     def cmd_remove(self, job_id: str, args: protocol.RemoveArgs) -> dict[str, Any]:
-        from . import api
+        from .. import api
 
         library = api.remove(self._library(args.library), args.names)
         return self._save_library(job_id, library, args.library_out, [])
 
     def cmd_rename(self, job_id: str, args: protocol.RenameArgs) -> dict[str, Any]:
-        from . import api
+        from .. import api
 
         library = api.rename(self._library(args.library), args.old, args.new)
         return self._save_library(job_id, library, args.library_out, [args.new])
 
     def cmd_decode(self, job_id: str, args: protocol.DecodeArgs) -> dict[str, Any]:
         """Decode each item's target (a name or ``{name: weight}``) into its ``out`` .npz."""
-        from . import api
+        from .. import api
 
         library = self._library(args.library)
         should_stop = self._should_stop(job_id)
@@ -266,7 +267,7 @@ class Worker:
     def cmd_interpolate(self, job_id: str, args: protocol.InterpolateArgs) -> dict[str, Any]:
         """``count`` meshes along the path through ``names`` (endpoints included) into ``out_dir``;
         each item's stats hold its blend ``weights`` and ``path_position``."""
-        from . import api
+        from .. import api
 
         meshes = api.interpolate(
             self._library(args.library), args.names, args.count, mode=args.mode, resolution=args.resolution,
@@ -283,7 +284,8 @@ class Worker:
         """One point of the code space (see ``ExploreArgs``) into ``out``, with its code and nearest shapes."""
         import numpy as np
 
-        from . import api, explore
+        from .. import api
+        from ..latent import explore
 
         library = self._library(args.library)
         amounts = list(args.amounts)
@@ -315,7 +317,7 @@ class Worker:
 
 def _load_meshes(path: str, count: int) -> list[Any]:
     """The engine's Mesh for each of the ``count`` meshes of a mesh .npz."""
-    from .meshes import Mesh
+    from ..geometry.meshes import Mesh
 
     return [Mesh(a["vertices"], a["faces"]) for a in protocol.load_meshes(path, count)]
 
@@ -325,13 +327,13 @@ def _write_decoded(mesh: Any, item: protocol.DecodeItem, target_faces: int | Non
     add its fidelity to the stats and, for a heatmap, per-vertex distances to the .npz."""
     import numpy as np
 
-    from .fidelity import measure_fidelity, vertex_distance
+    from ..geometry.fidelity import measure_fidelity, vertex_distance
 
     vertices, faces = np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.int32)
     arrays: dict[str, Any] = {"normals": np.asarray(mesh.normals, dtype=np.float32)}
     stats = _jsonable(getattr(mesh, "stats", {}))
     if target_faces is not None and len(faces) > target_faces:
-        from .simplify import decimate
+        from ..geometry.simplify import decimate
 
         stats["decoded_faces"] = int(len(faces))
         vertices, faces = decimate(vertices, faces, target_faces)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadMeshError
+from ..errors import BadMeshError
 
 #: Longest side of a shape's bounding box once normalised (DESIGN §3): fits in [-0.9, 0.9]^3.
 NORMALIZED_EXTENT = 1.8

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import LibraryError
+from ..errors import LibraryError
 
 
 def quantize(features: torch.Tensor, bits: int, distance_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:

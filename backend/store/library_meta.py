@@ -12,8 +12,8 @@ import json
 import struct
 from pathlib import Path
 
-from .errors import CompactSdfError, LibraryError
-from .names import validate_shape_name
+from ..errors import CompactSdfError, LibraryError
+from ..names import validate_shape_name
 
 FORMAT_NAME = "compact-sdf-library"
 FORMAT_VERSION = 2

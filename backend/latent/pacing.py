@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .meshes import Mesh
-from .metrics import point_to_mesh_distance, sample_surface
+from ..geometry.meshes import Mesh
+from ..geometry.metrics import point_to_mesh_distance, sample_surface
 
 #: Surface samples per mesh when measuring a step (enough to rank steps, cheap next to a decode).
 STEP_SAMPLES = 2000

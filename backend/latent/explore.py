@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import DEFAULT_SPREAD, RANDOM_VARIANT_MIX
-from .errors import BadInputError
-from .library import Library
+from ..config import DEFAULT_SPREAD, RANDOM_VARIANT_MIX
+from ..errors import BadInputError
+from ..store.library import Library
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 One ``.csdf`` file = safetensors tensors + JSON metadata (see ``library_meta``), written
 atomically (temporary file, fsync, rename). Shape ``i`` owns code row ``i`` and detail grid ``i``,
-stored compactly (``storage``: a compressed node mask and quantised, compressed features), so
+stored compactly (``field.codec``: a compressed node mask and quantised, compressed features), so
 removing a shape drops everything it stored. Loading never executes code, checks every declared
 size against bounds and against the file's tensors before allocating anything, and validates
 every tensor.
@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .atomic_io import atomic_write
-from .config import ModelConfig, Preset, SampleConfig, StorageConfig, TrainConfig
-from .errors import LibraryError
+from .. import __version__
+from ..atomic_io import atomic_write
+from ..config import ModelConfig, Preset, SampleConfig, StorageConfig, TrainConfig
+from ..errors import LibraryError
 from .library_meta import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, OLDEST_READABLE_VERSION, read_header, read_library_meta
-from .meshes import Normalization
-from .model import CompactSdf
-from .storage import pack_shape, unpack_shape
+from ..geometry.meshes import Normalization
+from ..field.model import CompactSdf
+from ..field.codec import pack_shape, unpack_shape
 
 _SHAPE_TENSORS = ("nodes", "features", "scales")
 #: safetensors dtype codes as people know them, for messages.

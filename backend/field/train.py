@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpointer, TrainingState
-from .config import TrainConfig
+from ..config import TrainConfig
 from .distributed import SINGLE, Cluster, sum_gradients, total
 from .model import CompactSdf
-from .progress import Reporter
-from .sampling import BlendSet, ShapeSamples, lattice_points
+from ..progress import Reporter
+from ..geometry.sampling import BlendSet, ShapeSamples, lattice_points
 
 _CHUNK = 65_536
 
@@ -265,8 +265,8 @@ def _detail_sets(model: CompactSdf, samples: list[ShapeSamples], grids: list[int
 
 
 def _store_first_channel(model: CompactSdf, nodes: _DetailSet, grids: list[int], bits: int) -> None:
-    """Channel 0 of every node := its exact distance, rounded as it will be stored (see ``storage``)."""
-    from .storage import round_trip
+    """Channel 0 of every node := its exact distance, rounded as it will be stored (see ``codec``)."""
+    from .codec import round_trip
 
     grid = model.detail.grid
     with torch.no_grad():

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from .model import CompactSdf
-from .progress import Reporter
-from .sampling import lattice_points, lattice_spacing
+from ..progress import Reporter
+from ..geometry.sampling import lattice_points, lattice_spacing
 
 _CHUNK = 65_536
 

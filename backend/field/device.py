@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import CompactSdfError
+from ..errors import CompactSdfError
 
 
 def pick_device(preference: str = "auto") -> torch.device:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 
 def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:

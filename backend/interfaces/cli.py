@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .atomic_io import file_lock, resolve_target
-from .errors import BadInputError, Cancelled, CompactSdfError, LibraryError
-from .names import safe_file_stem, validate_shape_name
+from ..atomic_io import file_lock, resolve_target
+from ..errors import BadInputError, Cancelled, CompactSdfError, LibraryError
+from ..names import safe_file_stem, validate_shape_name
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -107,11 +107,11 @@ def _cmd_encode(args: argparse.Namespace, console: _Console) -> int:
     alone takes the lock and writes the library. Long runs leave a checkpoint beside the output
     (``<output>.ckpt``) until the library is saved; ``--resume`` continues from it.
     """
-    from .api import encode, encode_on_cluster
-    from .checkpoint import checkpoint_path, remove_checkpoint
-    from .distributed import launched_by_torchrun
-    from .library import Library
-    from .meshes import load_mesh
+    from ..api import encode, encode_on_cluster
+    from ..field.checkpoint import checkpoint_path, remove_checkpoint
+    from ..field.distributed import launched_by_torchrun
+    from ..store.library import Library
+    from ..geometry.meshes import load_mesh
 
     check_writable(args.output)
     shapes = {name: load_mesh(path) for name, path in _shape_names(args.meshes).items()}
@@ -165,9 +165,9 @@ def _output_dir(path: Path) -> Path:
 
 
 def _cmd_decode(args: argparse.Namespace, console: _Console) -> int:
-    from .api import decode
-    from .library import Library
-    from .meshes import save_mesh
+    from ..api import decode
+    from ..store.library import Library
+    from ..geometry.meshes import save_mesh
 
     library = Library.load(args.library)
     names = library.names if args.all or not args.shape else args.shape
@@ -195,9 +195,9 @@ def _unique_stem(stem: str, taken: set[str]) -> str:
 
 
 def _cmd_interpolate(args: argparse.Namespace, console: _Console) -> int:
-    from .api import interpolate
-    from .library import Library
-    from .meshes import save_mesh
+    from ..api import interpolate
+    from ..store.library import Library
+    from ..geometry.meshes import save_mesh
 
     library = Library.load(args.library)
     meshes = interpolate(library, args.shapes, args.steps, mode=args.mode, resolution=args.resolution, detail=args.detail,
@@ -213,9 +213,9 @@ def _cmd_interpolate(args: argparse.Namespace, console: _Console) -> int:
 
 
 def _cmd_invert(args: argparse.Namespace, console: _Console) -> int:
-    from .api import invert
-    from .library import Library
-    from .meshes import load_mesh
+    from ..api import invert
+    from ..store.library import Library
+    from ..geometry.meshes import load_mesh
 
     name = validate_shape_name(args.name or args.mesh.stem)
     output = args.output or args.library
@@ -233,7 +233,7 @@ def _cmd_invert(args: argparse.Namespace, console: _Console) -> int:
 
 def _edit(args: argparse.Namespace, console: _Console, change: Callable[[object], object], done: str) -> int:
     """Apply ``change`` to the library under its lock and save it (to ``-o`` if given)."""
-    from .library import Library
+    from ..store.library import Library
 
     output = args.output or args.library
     check_writable(output)
@@ -246,21 +246,21 @@ def _edit(args: argparse.Namespace, console: _Console, change: Callable[[object]
 
 
 def _cmd_remove(args: argparse.Namespace, console: _Console) -> int:
-    from .api import remove
+    from ..api import remove
 
     return _edit(args, console, lambda lib: remove(lib, args.shapes), f"removed {', '.join(args.shapes)}")
 
 
 def _cmd_rename(args: argparse.Namespace, console: _Console) -> int:
-    from .api import rename
+    from ..api import rename
 
     new = validate_shape_name(args.new)
     return _edit(args, console, lambda lib: rename(lib, args.old, new), f"renamed {args.old!r} to {new!r}")
 
 
 def _cmd_replace(args: argparse.Namespace, console: _Console) -> int:
-    from .api import replace
-    from .meshes import load_mesh
+    from ..api import replace
+    from ..geometry.meshes import load_mesh
 
     mesh = load_mesh(args.mesh)
     return _edit(args, console, lambda lib: replace(lib, args.name, mesh, steps=args.steps, device=args.device,
@@ -270,10 +270,10 @@ def _cmd_replace(args: argparse.Namespace, console: _Console) -> int:
 
 def _cmd_explore(args: argparse.Namespace, console: _Console) -> int:
     """Variations along principal directions, seeded random variants, or the nearest shapes of a code."""
-    from . import explore
-    from .api import code_of, decode
-    from .library import Library
-    from .meshes import save_mesh
+    from ..latent import explore
+    from ..api import code_of, decode
+    from ..store.library import Library
+    from ..geometry.meshes import save_mesh
 
     library = Library.load(args.library)
     base = {n: float(w or 1) for n, w in (item.partition("=")[::2] for item in args.base)} if args.base else None
@@ -299,7 +299,7 @@ def _cmd_explore(args: argparse.Namespace, console: _Console) -> int:
 
 
 def _cmd_info(args: argparse.Namespace, console: _Console) -> int:
-    from .library_meta import read_library_meta
+    from ..store.library_meta import read_library_meta
 
     meta = read_library_meta(args.library)
     if args.json:
@@ -329,8 +329,8 @@ def _info_lines(path: Path, meta: dict) -> list[str]:
 
 
 def _cmd_eval(args: argparse.Namespace, console: _Console) -> int:
-    from .meshes import load_mesh
-    from .metrics import compare_meshes, fidelity_ratio, oracle_mesh
+    from ..geometry.meshes import load_mesh
+    from ..geometry.metrics import compare_meshes, fidelity_ratio, oracle_mesh
 
     gt, rec = load_mesh(args.gt), load_mesh(args.rec)
     result = compare_meshes(gt, rec, n_samples=args.samples, seed=args.seed).to_dict()
@@ -344,7 +344,7 @@ def _cmd_eval(args: argparse.Namespace, console: _Console) -> int:
 
 def _cmd_make_collection(args: argparse.Namespace, console: _Console) -> int:
     """Write a procedural collection of closed meshes (superquadrics, tori, blobs) for tests and benchmarks."""
-    from .procedural import procedural_collection, write_collection
+    from ..geometry.procedural import procedural_collection, write_collection
 
     output = _output_dir(args.output)
     start = time.perf_counter()
@@ -358,7 +358,7 @@ def _cmd_make_collection(args: argparse.Namespace, console: _Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from .config import (BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES,
+    from ..config import (BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES,
                          PRESETS, SIZES, DecodeConfig)
 
     defaults = DecodeConfig()

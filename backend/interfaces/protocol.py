@@ -1,4 +1,4 @@
-"""Worker protocol: UTF-8 JSON Lines between Blender (client) and ``backend/worker.py``.
+"""Worker protocol: UTF-8 JSON Lines between Blender (client) and ``backend/interfaces/worker.py``.
 
 Stdlib only (and the stdlib-only ``config`` for defaults): Blender imports this module without torch or numpy.
 
@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from .config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES, DecodeConfig
+from ..config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES, DecodeConfig
 
 #: Bumped only for incompatible changes; the client refuses a worker that says otherwise.
 PROTOCOL_VERSION = 1

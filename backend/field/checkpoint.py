@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from .atomic_io import atomic_write
+from ..atomic_io import atomic_write
 from .distributed import Cluster, barrier, root_says
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 CHECKPOINT_SUFFIX = ".ckpt"
 _LATEST = "latest.json"

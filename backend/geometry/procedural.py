@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CompactSdfError
+from ..errors import CompactSdfError
 from .meshes import Mesh, save_mesh, validate_mesh
-from .names import safe_file_stem, validate_shape_name
-from .progress import ProgressCallback, Reporter, StopCallback
+from ..names import safe_file_stem, validate_shape_name
+from ..progress import ProgressCallback, Reporter, StopCallback
 
 FAMILIES = ("superquadric", "torus", "blob")
 #: Radius of the ball every shape is scaled into (the lattice spans [-1, 1]^3).

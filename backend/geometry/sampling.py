@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import SampleConfig
-from .errors import BadMeshError
+from ..config import SampleConfig
+from ..errors import BadMeshError
 from .meshes import Mesh
-from .progress import Reporter
+from ..progress import Reporter
 
 _CHUNK = 262_144
 
