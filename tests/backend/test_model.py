@@ -1,0 +1,58 @@
+"""The network: geometric initialisation and per-shape detail grids that never share rows."""
+
+import numpy as np
+import pytest
+import torch
+
+from backend.config import ModelConfig
+from backend.field.model import CompactSdf
+
+
+def test_geometric_init_is_a_sphere():
+    torch.manual_seed(0)
+    model = CompactSdf(ModelConfig(code_size=8, coarse_width=64, grid_resolution=16))
+    model.detail.grid.set_shapes([np.zeros(0, dtype=np.int64)])  # one shape without stored nodes
+    x = torch.randn(256, 3)
+    x = x / x.norm(dim=1, keepdim=True) * torch.rand(256, 1)
+    coarse, fused = model(0, torch.zeros(256, 8), x)
+    sphere = x.norm(dim=1) - 0.5
+    assert np.corrcoef(coarse.detach(), sphere)[0, 1] > 0.8  # a sphere up to finite-width noise
+    assert model(0, torch.zeros(1, 8), torch.zeros(1, 3))[0] < 0
+    assert torch.equal(coarse, fused)  # no nodes: the detail branch adds exactly nothing
+
+
+def test_detail_branch_is_zero_away_from_stored_nodes():
+    model = CompactSdf(ModelConfig(code_size=4, grid_resolution=9, grid_channels=2))
+    grid = model.detail.grid
+    grid.set_shapes([np.array([0])])  # only the corner node (-1, -1, -1)
+    torch.nn.init.normal_(model.detail.out.weight)
+    torch.nn.init.normal_(model.detail.out.bias)
+    with torch.no_grad():
+        grid.features[1:] = 1.0
+    x = torch.tensor([[-1.0, -1.0, -1.0], [0.5, 0.5, 0.5]])
+    _, presence = grid.lookup(*grid.corners(0, x))
+    np.testing.assert_allclose(presence, [1.0, 0.0])
+    correction, presence = model.detail(0, torch.zeros(2, 4), x)
+    assert correction[1] != 0 and presence[1] == 0  # the MLP says something, presence silences it
+    coarse, fused = model(0, torch.zeros(2, 4), x)
+    assert fused[1] == coarse[1] and fused[0] != coarse[0]
+
+
+def test_shapes_never_read_each_others_rows():
+    grid = CompactSdf(ModelConfig(code_size=4, grid_resolution=5, grid_channels=3)).detail.grid
+    keys = [np.array([0, 7, 30]), np.array([7, 8]), np.zeros(0, dtype=np.int64)]
+    grid.set_shapes(keys, [torch.full((3, 3), 1.0), torch.full((2, 3), 2.0), None])
+    assert [grid.node_count(s) for s in range(3)] == [3, 2, 0]
+    assert grid.offsets == [0, 3, 5] and grid.features.shape == (6, 3) and torch.equal(grid.features[0], torch.zeros(3))
+    index = torch.tensor([0, 7, 8, 30, 99])
+    assert grid.rows_at(0, index).tolist() == [1, 2, 0, 3, 0]
+    assert grid.rows_at(1, index).tolist() == [0, 4, 5, 0, 0]
+    assert grid.rows_at(2, index).tolist() == [0, 0, 0, 0, 0]
+    for shape, value in ((0, 1.0), (1, 2.0)):  # node 7 is shared by both shapes, each reads its own features
+        rows, weights = grid.rows_at(shape, torch.tensor([[7] * 8])), torch.full((1, 8), 1 / 8)
+        feats, presence = grid.lookup(rows, weights)
+        torch.testing.assert_close(feats, torch.full((1, 3), value))
+        assert presence.item() == pytest.approx(1.0)
+    back_keys, back_features = grid.all_shapes()
+    assert [k.tolist() for k in back_keys] == [k.tolist() for k in keys]
+    assert [f.shape[0] for f in back_features] == [3, 2, 0]
