@@ -24,11 +24,13 @@ from pathlib import Path
 
 import bpy
 
-from .backend.config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES, PRESETS, SIZES, DecodeConfig
-from .operators.common import read_meta
+from .backend.config import (DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, DEVICES, PACES, PRESETS, SIZES, DecodeConfig,
+                             EncodeConfig, ExploreConfig, TrainConfig, setting)
+from .backend.field.blend_modes import BLEND_MODES
+from .backend.latent.recipes import MAX_VARIATIONS
+from .operators.scene_library import read_meta
 from .operators.session import UserError
 from .preferences import get_prefs
-from .properties import MAX_VARIATIONS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_CANCELLED = 0, 1, 2, 3, 4
 
@@ -74,11 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser, *, outputs: bool = True) -> None:
         p.add_argument("--blend", help="open this .blend file first")
         p.add_argument("--python", help="backend Python for this run (default: the preference)")
-        p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="compute device for this run")
+        p.add_argument("--device", choices=list(DEVICES), help="compute device for this run (default: the preference)")
         if outputs:
             p.add_argument("--save-blend", metavar="FILE", help="save the resulting scene to this .blend")
             p.add_argument("--export-dir", metavar="DIR", help="write each created object as DIR/<name>.obj")
-            p.add_argument("--resolution", type=int, default=128, help="decoding grid resolution (default 128)")
+            p.add_argument("--resolution", type=int, default=DecodeConfig().interactive_resolution,
+                           help="decoding grid resolution (default %(default)s, as in the panel)")
             p.add_argument("--heatmap", action="store_true", help="add the fidelity heatmap colour attribute")
 
     p = sub.add_parser("encode", help="encode mesh objects and/or mesh files into a library")
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     p.add_argument("--size", choices=list(SIZES), default=DEFAULT_SIZE, help="bytes each shape's detail may use")
     p.add_argument("--steps", type=int, default=0, help="training steps (0: the preset's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=EncodeConfig().seed)
     p.add_argument("--reconstruct", action="store_true", help="then decode every encoded shape")
     common(p)
 
@@ -101,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("interpolate", help="decode in-betweens or a weighted blend")
     p.add_argument("--library", required=True)
     p.add_argument("--shapes", nargs="+", required=True, metavar="NAME", help="two or more shapes, in order")
-    p.add_argument("--count", type=int, default=5, help="shapes along the path, endpoints included")
+    p.add_argument("--count", type=int, default=DecodeConfig().count, help="shapes along the path, endpoints included")
     p.add_argument("--weights", nargs="+", type=float, metavar="W", help="one blend with these weights instead")
-    p.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
+    p.add_argument("--mode", choices=list(BLEND_MODES), default=DecodeConfig().mode)
     p.add_argument("--detail", type=float, default=DecodeConfig().detail,
                    help="detail dial of blends: 0 coarse shape only, 1 full detail (default %(default)s)")
     p.add_argument("--pace", choices=PACES, default=DecodeConfig().pace,
@@ -120,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spread", type=float, default=DEFAULT_SPREAD,
                    help="how far random variants move from their blend of library shapes, in standard deviations")
     p.add_argument("--detail", type=float, default=DecodeConfig().detail, help="detail dial of an unmoved blend")
-    p.add_argument("--nearest", type=int, default=3, help="how many nearest shapes to report")
-    p.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
+    p.add_argument("--nearest", type=int, default=ExploreConfig().nearest, help="how many nearest shapes to report")
+    p.add_argument("--mode", choices=list(BLEND_MODES), default=DecodeConfig().mode)
     common(p)
 
     p = sub.add_parser("info", help="list a library's shapes")
@@ -189,10 +192,11 @@ def _select(context: bpy.types.Context, objects: list[bpy.types.Object]) -> None
 def _configure(context: bpy.types.Context, args: argparse.Namespace) -> None:
     settings = context.scene.csdf
     settings.library_path = str(Path(args.library).resolve())
+    _check_range("--resolution", args.resolution, DecodeConfig, "interactive_resolution")
     settings.resolution = args.resolution
     settings.heatmap = args.heatmap
     if Path(settings.library_path).is_file():
-        from .operators.common import refresh_shapes
+        from .operators.shape_list import refresh_shapes
 
         refresh_shapes(settings, read_meta(Path(settings.library_path)))
 
@@ -228,6 +232,9 @@ def cmd_encode(context: bpy.types.Context, args: argparse.Namespace) -> int:
     settings = context.scene.csdf
     settings.library_path = str(Path(args.library).resolve())
     settings.encode_mode = args.mode.upper()
+    if args.steps:  # 0: the preset's
+        _check_range("--steps", args.steps, TrainConfig, "steps")
+    _check_range("--seed", args.seed, EncodeConfig, "seed")
     settings.preset, settings.size, settings.steps, settings.seed = args.preset, args.size, args.steps, args.seed
     objects = []
     for name in args.objects:
@@ -273,7 +280,8 @@ def cmd_interpolate(context: bpy.types.Context, args: argparse.Namespace) -> int
     _configure(context, args)
     _use(context, args.shapes)
     settings = context.scene.csdf
-    _check_detail(args.detail)
+    _check_range("--detail", args.detail, DecodeConfig, "detail")
+    _check_range("--count", args.count, DecodeConfig, "count")
     settings.interp_count, settings.blend_mode, settings.detail = args.count, args.mode, args.detail
     settings.interp_pace = args.pace
     if args.weights:
@@ -288,19 +296,23 @@ def cmd_interpolate(context: bpy.types.Context, args: argparse.Namespace) -> int
     return code
 
 
-def _check_detail(detail: float) -> None:
-    if not 0.0 <= detail <= 1.0:
-        raise UserError(f"--detail must be between 0 and 1, got {detail}")
+def _check_range(option: str, value: float, settings: type, name: str) -> None:
+    """UserError unless ``value`` lies in the range of the config setting ``settings.name``."""
+    allowed = setting(settings, name)
+    if not allowed.contains(value):
+        raise UserError(f"{option} must be between {allowed.low} and {allowed.high}, got {value}")
 
 
 def cmd_explore(context: bpy.types.Context, args: argparse.Namespace) -> int:
-    _check_detail(args.detail)
+    _check_range("--detail", args.detail, DecodeConfig, "detail")
     if len(args.vary) > MAX_VARIATIONS:
         raise UserError(f"--vary takes at most {MAX_VARIATIONS} amounts (use `python -m backend explore` for more)")
-    if any(seed < 0 for seed in args.random):
-        raise UserError("--random seeds must be 0 or more")
-    if not 0.0 <= args.spread <= 10.0 or not 0 <= args.nearest <= 32:
-        raise UserError("--spread must be in 0..10 and --nearest in 0..32")
+    for amount in args.vary:
+        _check_range("--vary", amount, ExploreConfig, "amount")
+    for seed in args.random:
+        _check_range("--random", seed, ExploreConfig, "seed")
+    _check_range("--spread", args.spread, ExploreConfig, "spread")
+    _check_range("--nearest", args.nearest, ExploreConfig, "nearest")
     settings = context.scene.csdf
     live = settings.live_preview
     settings.live_preview = False  # no preview timers: each variant is decoded once, at --resolution
@@ -351,7 +363,7 @@ def cmd_info(context: bpy.types.Context, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(meta, indent=1))
         return EXIT_OK
-    from .operators.common import encode_errors
+    from .operators.shape_list import encode_errors
 
     shapes = meta.get("shapes", [])
     print(f"{args.library}: {len(shapes)} shapes, preset {meta.get('preset')}, format {meta.get('format_version')}")

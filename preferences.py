@@ -8,17 +8,14 @@ from pathlib import Path
 import bpy
 from bpy.app.translations import pgettext_iface as iface_
 
+from .backend.config import DEFAULT_DEVICE, DEVICES
+
 ADDON_ID = __package__
 
 #: Folder (inside the extension's user directory) of the environment "Set up backend" creates.
 ENV_FOLDER = "backend-env"
 
-DEVICE_ITEMS = [
-    ("auto", "Auto", "CUDA if available, then Apple MPS, else CPU"),
-    ("cuda", "CUDA", "NVIDIA GPU through CUDA"),
-    ("mps", "Apple GPU", "Apple Silicon GPU through Metal (MPS)"),
-    ("cpu", "CPU", "Processor only (slowest, always available)"),
-]
+DEVICE_ITEMS = [(d.name, d.label, d.description) for d in DEVICES.values()]
 
 
 def get_prefs(context: bpy.types.Context | None = None) -> CSDF_AddonPreferences:
@@ -60,7 +57,7 @@ class CSDF_AddonPreferences(bpy.types.AddonPreferences):
         default="",
     )
     device: bpy.props.EnumProperty(
-        name="Device", description="Where the backend computes", items=DEVICE_ITEMS, default="auto"
+        name="Device", description="Where the backend computes", items=DEVICE_ITEMS, default=DEFAULT_DEVICE
     )
 
     def draw(self, context: bpy.types.Context) -> None:

@@ -3,35 +3,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import bpy
 
-from .backend.config import DEFAULT_SIZE, DEFAULT_SPREAD, DecodeConfig
+from .backend.config import (DEFAULT_PRESET, DEFAULT_SIZE, PACES, PRESET_CHOICES, SIZE_CHOICES, DecodeConfig, EncodeConfig,
+                             ExploreConfig, TrainConfig, setting)
+from .backend.field.blend_modes import BLEND_MODES
+from .backend.latent.recipes import MAX_VARIATIONS
 from .operators import preview
 
-#: Variation sliders kept per scene; the panel shows min(this, the library's principal directions).
-MAX_VARIATIONS = 4
 
-PRESET_ITEMS = [
-    ("fast", "Fast", "Sizes tuned for a CPU: minutes for a few shapes"),
-    ("paper", "Paper", "The paper's network sizes: needs a CUDA GPU"),
-    ("tiny", "Tiny", "Seconds on a CPU, low fidelity: for trying things out and tests"),
-]
+def enum_items(choices: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """EnumProperty items of a config choice list (or the blend-mode registry): name, label, description."""
+    return [(c.name, c.label, c.description) for c in choices.values()]
 
-SIZE_ITEMS = [
-    ("small", "Small", "Fewest bytes per shape: 2 features per node in a ±1.5-voxel band"),
-    ("default", "Default", "4 features per node in a ±2-voxel band"),
-    ("large", "Large", "Most detail, most bytes: 8 features per node in a ±3-voxel band"),
-]
 
-BLEND_MODE_ITEMS = [
-    ("slerp", "Spherical", "Interpolate code directions on the sphere (keeps detail in the middle)"),
-    ("linear", "Linear", "Straight weighted average of codes"),
-]
+def from_config(settings: type, name: str, *, unset: int | None = None, **ui: Any) -> dict[str, Any]:
+    """``default``, ``min`` and ``max`` of a property from the config setting ``settings.name``,
+    plus ``ui`` (soft limits, update callbacks, …). ``unset``: the number the panel shows for the
+    setting's None ("not set": the preset's steps, no decimation), which is then also its minimum."""
+    s = setting(settings, name)
+    limits: dict[str, Any] = {"default": s.default, "min": s.low, "max": s.high}
+    if unset is not None:
+        limits.update(default=unset, min=unset)
+    return {**{k: v for k, v in limits.items() if v is not None}, **ui}
 
-PACE_ITEMS = [
-    ("uniform", "Uniform", "In-betweens at evenly spaced blend weights"),
-    ("even", "Even", "In-betweens placed so each step changes the shape about as much (probes the path first)"),
-]
+
+PRESET_ITEMS = enum_items(PRESET_CHOICES)
+SIZE_ITEMS = enum_items(SIZE_CHOICES)
+BLEND_MODE_ITEMS = enum_items(BLEND_MODES)
+PACE_ITEMS = enum_items(PACES)
 
 ENCODE_MODE_ITEMS = [
     ("AUTO", "Auto", "Add to the library file if it exists, else create it"),
@@ -119,19 +122,17 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
     active_shape: bpy.props.IntProperty(name="Active Shape", default=0)
     library_error: bpy.props.StringProperty(name="Library Error", description="Why the library could not be read")
     encode_mode: bpy.props.EnumProperty(name="Encode Into", items=ENCODE_MODE_ITEMS, default="AUTO")
-    preset: bpy.props.EnumProperty(name="Preset", items=PRESET_ITEMS, default="fast")
+    preset: bpy.props.EnumProperty(name="Preset", items=PRESET_ITEMS, default=DEFAULT_PRESET)
     size: bpy.props.EnumProperty(name="Size", items=SIZE_ITEMS, default=DEFAULT_SIZE)
     steps: bpy.props.IntProperty(
-        name="Steps", description="Training steps (0: the preset's default)", default=0, min=0, soft_max=100_000
+        name="Steps", description="Training steps (0: the preset's default)",
+        **from_config(TrainConfig, "steps", unset=0, soft_max=100_000),
     )
-    seed: bpy.props.IntProperty(name="Seed", description="Random seed of the encoding", default=0, min=0)
+    seed: bpy.props.IntProperty(name="Seed", description="Random seed of the encoding", **from_config(EncodeConfig, "seed"))
     resolution: bpy.props.IntProperty(
         name="Resolution",
         description="Decoding grid resolution: higher keeps thinner parts and finer detail, and is slower",
-        default=128,
-        min=16,
-        soft_max=512,
-        max=1024,
+        **from_config(DecodeConfig, "interactive_resolution", soft_max=512),
     )
     target_faces: bpy.props.IntProperty(
         name="Target Faces",
@@ -139,9 +140,7 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
             "Decimate every result to about this many triangles after marching cubes "
             "(0: keep them all; a resolution of 128 gives tens of thousands)"
         ),
-        default=0,
-        min=0,
-        soft_max=200_000,
+        **from_config(DecodeConfig, "target_faces", unset=0, soft_max=200_000),
     )
     replace_results: bpy.props.BoolProperty(
         name="Replace Previous",
@@ -151,11 +150,12 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
         ),
         default=False,
     )
-    blend_mode: bpy.props.EnumProperty(name="Blend", items=BLEND_MODE_ITEMS, default="slerp")
+    blend_mode: bpy.props.EnumProperty(name="Blend", items=BLEND_MODE_ITEMS, default=DecodeConfig().mode)
     interp_count: bpy.props.IntProperty(
-        name="Count", description="Number of shapes along the path, endpoints included", default=5, min=2, max=64
+        name="Count", description="Number of shapes along the path, endpoints included",
+        **from_config(DecodeConfig, "count", soft_max=64),
     )
-    interp_pace: bpy.props.EnumProperty(name="Pace", items=PACE_ITEMS, default="uniform")
+    interp_pace: bpy.props.EnumProperty(name="Pace", items=PACE_ITEMS, default=DecodeConfig().pace)
     heatmap: bpy.props.BoolProperty(
         name="Fidelity Heatmap",
         description=(
@@ -187,11 +187,7 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
             "Detail dial of blends and in-betweens: 0 decodes the coarse shape only, 1 adds each shape's "
             "full detail near its own code (a single shape at 1 decodes exactly)"
         ),
-        default=DecodeConfig().detail,
-        min=0.0,
-        max=1.0,
-        subtype="FACTOR",
-        update=_detail_update,
+        **from_config(DecodeConfig, "detail", subtype="FACTOR", update=_detail_update),
     )
     explore_source: bpy.props.EnumProperty(
         name="Start From", items=EXPLORE_SOURCE_ITEMS, default="SHAPE", update=_preview_update,
@@ -204,29 +200,25 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
             "of its codes (Variation 1 varies most)"
         ),
         size=MAX_VARIATIONS,
-        default=(0.0,) * MAX_VARIATIONS,
-        min=-5.0,
-        max=5.0,
-        soft_min=-3.0,
-        soft_max=3.0,
-        update=_preview_update,
+        **from_config(ExploreConfig, "amount", default=(ExploreConfig().amount,) * MAX_VARIATIONS, soft_min=-3.0,
+                      soft_max=3.0, update=_preview_update),
     )
     explore_seed: bpy.props.IntProperty(
-        name="Seed", description="Seed of the random variant: the same seed gives the same shape", default=0, min=0,
-        update=_seed_update,
+        name="Seed", description="Seed of the random variant: the same seed gives the same shape",
+        **from_config(ExploreConfig, "seed", update=_seed_update),
     )
     explore_spread: bpy.props.FloatProperty(
         name="Spread",
         description="How far a random variant moves from its blend of library shapes, in standard deviations of the codes",
-        default=DEFAULT_SPREAD, min=0.0, soft_max=3.0, max=10.0, update=_preview_update,
+        **from_config(ExploreConfig, "spread", soft_max=3.0, update=_preview_update),
     )
     nearest_count: bpy.props.IntProperty(
         name="Nearest Shapes", description="How many library shapes closest to the current code to list",
-        default=3, min=0, max=32,
+        **from_config(ExploreConfig, "nearest"),
     )
     redecode_resolution: bpy.props.IntProperty(
         name="Resolution", description="Grid resolution of Re-decode (higher keeps finer detail and is slower)",
-        default=DecodeConfig().resolution, min=16, soft_max=512, max=1024,
+        **from_config(DecodeConfig, "resolution", soft_max=512),
     )
     live_preview: bpy.props.BoolProperty(
         name="Live Preview",
@@ -236,7 +228,7 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
         default=True,
     )
     preview_resolution: bpy.props.IntProperty(
-        name="Preview Resolution", description="Grid resolution while dragging", default=48, min=16, max=128
+        name="Preview Resolution", description="Grid resolution while dragging", **from_config(DecodeConfig, "preview_resolution")
     )
 
 

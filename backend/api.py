@@ -1,4 +1,4 @@
-"""The engine's public API on NumPy arrays: encode, add, remove, rename, replace, decode, interpolate.
+"""The engine's public API on NumPy arrays: encode, add, remove, rename, replace, decode, interpolate, explore.
 
 Everything the CLI, the Blender worker and the benchmarks do goes through these functions. Every
 function that changes a library returns a new Library and leaves its argument untouched.
@@ -15,8 +15,10 @@ import numpy as np
 import torch
 
 from .field.checkpoint import Checkpointer, fingerprint
-from .config import DEFAULT_CHECKPOINT_MINUTES, PACES, DecodeConfig, Preset, get_preset, with_training
-from .field.decode import DecodedMesh, blend_codes, blend_volume, coarse_lattice, marching_cubes, shape_volume
+from .config import (DEFAULT_CHECKPOINT_MINUTES, DEFAULT_DEVICE, DEFAULT_PRESET, DEFAULT_SPREAD, PACES, DecodeConfig,
+                     EncodeConfig, ExploreConfig, Preset, get_preset, setting, with_training)
+from .field.blend_modes import blend_mode
+from .field.decode import DecodedMesh, blend_volume, coarse_lattice, marching_cubes, shape_volume
 from .field.device import pick_device
 from .field.distributed import SINGLE, Cluster, broadcast_, check_shape_count, gather_to_root, join, leave
 from .errors import BadInputError, BadMeshError, Cancelled, CheckpointError, LibraryError
@@ -24,17 +26,20 @@ from .store.library import Library, ShapeEntry, history_entry
 from .geometry.meshes import Mesh, Normalization, normalization, validate_mesh
 from .field.model import CompactSdf
 from .names import validate_shape_name
+from .latent.explore import code_space, nearest_shapes, random_code, vary
 from .latent.pacing import even_positions
+from .latent.recipes import normalized_weights, path_weights
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
 from .geometry.sampling import BlendSet, ShapeSamples, blend_set, sample_shapes
-from .field.codec import round_trip
-from .field.train import Session, fit_code, stored_band, train_coarse, train_detail
+from .field.codec import DetailCodec
+from .field.train import TrainingRun, fit_code, stored_band, train_coarse, train_detail
 
 __all__ = ["Progress", "Library", "DecodedMesh", "encode", "encode_on_cluster", "remove", "rename", "replace", "decode", "interpolate",
-           "invert", "code_of", "Cancelled"]
+           "explore", "Exploration", "invert", "code_of", "Cancelled"]
 
 DecodeTarget = str | Mapping[str, float] | np.ndarray
-_DECODE = DecodeConfig()
+_DECODE, _EXPLORE, _ENCODE = DecodeConfig(), ExploreConfig(), EncodeConfig()
+_RESOLUTION, _DETAIL = setting(DecodeConfig, "resolution"), setting(DecodeConfig, "detail")
 
 
 def _prepare(shapes: Mapping[str, Mesh], existing: Sequence[str] = ()) -> list[tuple[str, Mesh, Normalization, Mesh]]:
@@ -68,13 +73,13 @@ DEFAULT_CHECKPOINT_EVERY_S = DEFAULT_CHECKPOINT_MINUTES * 60
 def encode(
     shapes: Mapping[str, Mesh],
     *,
-    preset: str | Preset = "fast",
+    preset: str | Preset = DEFAULT_PRESET,
     size: str | None = None,
     steps: int | None = None,
     time_budget_s: float | None = None,
     library: Library | None = None,
-    seed: int = 0,
-    device: str = "auto",
+    seed: int = _ENCODE.seed,
+    device: str = DEFAULT_DEVICE,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
     cache_dir: str | Path | None = None,
@@ -106,7 +111,7 @@ def encode(
     return result
 
 
-def encode_on_cluster(shapes: Mapping[str, Mesh], *, device: str = "auto", **options: object) -> Library | None:
+def encode_on_cluster(shapes: Mapping[str, Mesh], *, device: str = DEFAULT_DEVICE, **options: object) -> Library | None:
     """``encode`` as one process of a ``torchrun`` job (the same as ``encode`` outside one).
 
     Each process samples and trains its share of the shapes (see ``distributed``); the finished
@@ -140,20 +145,20 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
     prepared = _prepare(shapes, base.names)
     check_shape_count(cluster, len(prepared))
     owned = cluster.owned(len(prepared))
-    session = Session(cluster)
+    run = TrainingRun(cluster)
     if checkpoint is not None:
         run_id = fingerprint(shapes=[(p[0], p[1].content_hash()) for p in prepared], preset=dataclasses.asdict(spec),
                              seed=seed, base=[(e.name, e.source_sha256) for e in base.shapes])
-        session.checkpoints = Checkpointer(Path(checkpoint), checkpoint_every_s, run_id, cluster)
+        run.checkpoints = Checkpointer(Path(checkpoint), checkpoint_every_s, run_id, cluster)
         if resume:
-            session.resumed = session.checkpoints.load()
-        elif session.checkpoints.exists():
+            run.resumed = run.checkpoints.load()
+        elif run.checkpoints.exists():
             raise CheckpointError(f"an interrupted run left a checkpoint in {checkpoint}: resume it (--resume) or "
                                   "delete it to start over")
     samples = sample_shapes([prepared[i][3] for i in owned], spec.sample, Path(cache_dir) if cache_dir else None, seed,
                             workers=sampling_workers, reporter=reporter, names=[prepared[i][0] for i in owned])
     blend = None
-    resumed_detail = session.resumed is not None and session.resumed.phase == "detail"
+    resumed_detail = run.resumed is not None and run.resumed.phase == "detail"
     if library is None and spec.train.blend_fraction > 0 and len(prepared) > 1 and not resumed_detail:
         blend = blend_set(samples, [p[3] for p in prepared], spec.train.blend_points, seed,
                           workers=sampling_workers, reporter=reporter, names=[p[0] for p in prepared])
@@ -163,15 +168,15 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
     broadcast_(model.parameters(), cluster)
     model.train()
     new_codes, coarse_steps, coarse_loss = _fit_codes(model, base.codes.to(dev), samples, owned, len(prepared), spec,
-                                                      library is not None, blend, seed, gen, reporter, session)
+                                                      library is not None, blend, seed, gen, reporter, run)
     coarse_seconds = time.perf_counter() - start
     codes = torch.cat([base.codes.to(dev), new_codes])
     grids = list(range(len(base.shapes), len(base.shapes) + len(samples)))  # this rank's new grids, in order
     detail_steps, fused_loss = 0, coarse_loss
     if model.detail is not None:
-        session.codes = codes
+        run.codes = codes
         detail_steps, fused_loss = _fit_grids(model, new_codes[owned], samples, grids, spec, library is None, gen,
-                                              reporter, session)
+                                              reporter, run)
     model.eval()
     errors = {}
     for i, g, s in zip(owned, grids, samples):
@@ -200,12 +205,12 @@ _RANK_SEED_STRIDE = 1_000_003
 
 def _fit_codes(model: CompactSdf, old_codes: torch.Tensor, samples: list[ShapeSamples], owned: list[int], count: int,
                spec: Preset, adding: bool, blend: BlendSet | None, seed: int, gen: torch.Generator, reporter: Reporter,
-               session: Session) -> tuple[torch.Tensor, int, float]:
+               run: TrainingRun) -> tuple[torch.Tensor, int, float]:
     """Codes of the ``count`` new shapes: trained with the coarse branch (new library, taught
     ``blend`` too) or through it, frozen (add); taken from the checkpoint when the run resumes in
     its detail phase."""
     cfg, d, dev = spec.train, spec.model.code_size, old_codes.device
-    resumed = session.resumed
+    resumed = run.resumed
     if resumed is not None and resumed.phase == "detail":
         return (resumed.codes.to(dev)[len(old_codes):], int(resumed.facts["coarse_steps"]),
                 float(resumed.facts["coarse_loss"]))
@@ -213,23 +218,23 @@ def _fit_codes(model: CompactSdf, old_codes: torch.Tensor, samples: list[ShapeSa
         steps = cfg.coarse_steps_for(count)
         init = torch.Generator().manual_seed(seed)
         codes = torch.nn.Parameter((torch.randn(count, d, generator=init) / d**0.5).to(dev))
-        broadcast_([codes], session.cluster)
+        broadcast_([codes], run.cluster)
         budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
         done, loss = train_coarse(model, codes, samples, cfg, steps=steps, budget_s=budget, gen=gen, reporter=reporter,
-                                  progress=(0, 2 * steps), rows=owned, blend=blend, session=session)
-        session.facts.update(coarse_steps=done, coarse_loss=loss)
+                                  progress=(0, 2 * steps), rows=owned, blend=blend, run=run)
+        run.facts.update(coarse_steps=done, coarse_loss=loss)
         return codes.detach(), done, loss
     init = old_codes.mean(0, keepdim=True) if len(old_codes) else torch.zeros(1, d, device=dev)
     fitted = [fit_code(model, s, cfg, init, steps=cfg.invert_steps, gen=gen, reporter=reporter) for s in samples]
     steps, loss = cfg.invert_steps * len(samples), float(np.mean([loss for _, loss in fitted]))
-    session.facts.update(coarse_steps=steps, coarse_loss=loss)
+    run.facts.update(coarse_steps=steps, coarse_loss=loss)
     return torch.cat([c for c, _ in fitted]), steps, loss
 
 
 def _fit_grids(model: CompactSdf, codes: torch.Tensor, samples: list[ShapeSamples], grids: list[int], spec: Preset,
-               train_mlp: bool, gen: torch.Generator, reporter: Reporter, session: Session) -> tuple[int, float]:
-    """Give each of this process's new shapes its own grid over its stored band, train it, and
-    round it as it will be stored; ``codes`` holds their codes."""
+               train_mlp: bool, gen: torch.Generator, reporter: Reporter, run: TrainingRun) -> tuple[int, float]:
+    """Give each of this process's new shapes its own grid over its stored band and train it
+    (``train_detail`` leaves it rounded as it will be stored); ``codes`` holds their codes."""
     grid, storage = model.detail.grid, spec.storage
     keys, features = grid.all_shapes()
     keys += [stored_band(s, spec.model.grid_resolution, storage.band_cells)[0] for s in samples]
@@ -238,12 +243,8 @@ def _fit_grids(model: CompactSdf, codes: torch.Tensor, samples: list[ShapeSample
     budget = None if cfg.time_budget_s is None else cfg.time_budget_s / 2
     total = cfg.coarse_steps_for(len(samples))
     done, loss = train_detail(model, codes, samples, grids, cfg, band_cells=storage.band_cells,
-                              distance_bits=storage.channel0_bits, train_mlp=train_mlp, budget_s=budget, gen=gen,
-                              reporter=reporter, progress=(total, 2 * total), session=session)
-    with torch.no_grad():
-        for g in grids:
-            rows = grid.shape_features(g)
-            rows.copy_(round_trip(rows, storage.feature_bits, storage.distance_bits).to(rows.device))
+                              codec=DetailCodec.of(storage), train_mlp=train_mlp, budget_s=budget, gen=gen,
+                              reporter=reporter, progress=(total, 2 * total), run=run)
     return done, loss
 
 
@@ -295,17 +296,15 @@ def replace(library: Library, name: str, mesh: Mesh, **kwargs: object) -> Librar
 
 
 def _blend(library: Library, target: Mapping[str, float], mode: str) -> tuple[torch.Tensor, Normalization, dict[int, float]]:
-    """The blended code, transform and normalised weight of each shape of a {name: weight} blend."""
+    """The blended code (as blend mode ``mode`` blends codes), transform and normalised weight of
+    each shape of a {name: weight} blend."""
+    blend = blend_mode(mode)
     if not target:
         raise LibraryError("a blend needs at least one shape")
     rows = [library.index(n) for n in target]
-    w = np.asarray(list(target.values()), dtype=np.float64)
-    with np.errstate(over="ignore"):
-        total = w.sum()
-    if not np.all(np.isfinite(w)) or not 0 < total < np.inf or np.any(w < 0):
-        raise BadInputError(f"blend weights must be finite, non-negative and sum to a finite number above 0, got {list(w)}")
-    w = w / total
-    code = blend_codes(library.codes[rows], w, mode)
+    w = np.asarray(list(normalized_weights(target).values()), dtype=np.float64)
+    codes = library.codes[rows]
+    code = blend.blend_codes(codes, torch.as_tensor(w.astype(np.float32), device=codes.device))
     transforms = [library.shapes[r].transform for r in rows]
     center = tuple(float(c) for c in np.einsum("k,kd->d", w, np.array([t.center for t in transforms])))
     scale = float(np.exp(np.dot(w, np.log([t.scale for t in transforms]))))
@@ -360,11 +359,13 @@ def decode(
     to how close the blend is to that shape. A raw code (see ``explore``) decodes its coarse shape.
     Shapes and blends come back in their sources' original units, a raw code in those of ``like``
     (a shape or blend) or else in the working cube, as everything does with ``normalized``.
+    ``mode`` names how blends blend (``field.blend_modes``; BadInputError for an unknown one).
     """
-    if not 16 <= resolution <= 1024:
-        raise ValueError(f"resolution must be between 16 and 1024, got {resolution}")
-    if not 0 <= detail <= 1:
-        raise ValueError(f"detail must be between 0 and 1, got {detail}")
+    if not _RESOLUTION.contains(resolution):
+        raise ValueError(f"resolution must be between {_RESOLUTION.low} and {_RESOLUTION.high}, got {resolution}")
+    if not _DETAIL.contains(detail):
+        raise ValueError(f"detail must be between {_DETAIL.low} and {_DETAIL.high}, got {detail}")
+    blend = blend_mode(mode)
     reporter = Reporter(on_progress, should_stop)
     start = time.perf_counter()
     if device is not None:
@@ -385,12 +386,12 @@ def decode(
     whole = [row for row, w in weights.items() if w >= 1.0]
     if whole and detail == 1.0 and library.model.detail is not None:
         volume, stats = shape_volume(library.model, library.codes[whole[0]], whole[0], resolution, reporter=reporter)
-    elif mode == "distance" and weights and detail > 0 and library.model.detail is not None:
+    elif blend.blends_fields and weights and detail > 0 and library.model.detail is not None:
         volume, stats = _field_blend(library, weights, detail, resolution, reporter)
     else:
         details = [(row, library.codes[row], detail_strength(w, detail)) for row, w in weights.items()]
         details = [d for d in details if d[2] > 0]
-        fields = [(library.codes[row], w) for row, w in weights.items()] if mode == "distance" and weights else [(code, 1.0)]
+        fields = [(library.codes[row], w) for row, w in weights.items()] if blend.blends_fields and weights else [(code, 1.0)]
         volume, stats = blend_volume(library.model, fields, details, resolution, band, reporter=reporter)
     reporter.report("decoding", 3, 3, message="marching cubes")
     V, F, N = marching_cubes(volume)
@@ -424,28 +425,23 @@ def interpolate(
         raise ValueError("count must be at least 2 (the two endpoints)")
     if pace not in PACES:
         raise ValueError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
+    blend_mode(mode)  # BadInputError for an unknown mode before any decode
     reporter = Reporter(on_progress, should_stop)
     span = len(names) - 1
-
-    def weights_at(t: float) -> dict[str, float]:
-        seg = min(int(t), span - 1)
-        f = float(t - seg)
-        return {names[seg]: 1 - f, names[seg + 1]: f} if names[seg] != names[seg + 1] else {names[seg]: 1.0}
-
     positions = np.linspace(0, span, count)
     if pace == "even":
         probe_at = np.linspace(0, span, _PACE_PROBES * (count - 1) + 1)
         probes = []
         for i, t in enumerate(probe_at):
             reporter.report("pacing", i, len(probe_at), message=f"probe {i + 1} of {len(probe_at)}")
-            m = decode(library, weights_at(t), resolution=min(resolution, _PACE_RESOLUTION), band=band, mode=mode,
+            m = decode(library, path_weights(names, t), resolution=min(resolution, _PACE_RESOLUTION), band=band, mode=mode,
                        detail=detail, normalized=True, device=device, should_stop=should_stop)
             probes.append(Mesh(m.vertices, m.faces))
         positions = even_positions(probes, probe_at, count)
     results = []
     for i, t in enumerate(positions):
         reporter.report("interpolating", i, count, message=f"variant {i + 1} of {count}")
-        weights = weights_at(t)
+        weights = path_weights(names, t)
         mesh = decode(library, weights, resolution=resolution, band=band, mode=mode, detail=detail,
                       normalized=normalized, device=device, should_stop=should_stop)
         mesh.stats.update(weights=weights, path_position=float(t / span))
@@ -455,4 +451,69 @@ def interpolate(
 
 #: Probe decodes per output step, and their largest lattice, of an evenly paced path.
 _PACE_PROBES, _PACE_RESOLUTION = 4, 64
+
+
+@dataclasses.dataclass
+class Exploration:
+    """A decoded point of the code space: its ``mesh`` (None when not decoded), its raw ``code``
+    (D,), the ``nearest`` library shapes ``(name, distance)``, the library's number of principal
+    ``directions``, and whether the base itself was decoded (``exact``) rather than a raw code."""
+
+    mesh: DecodedMesh | None
+    code: np.ndarray
+    nearest: list[tuple[str, float]]
+    directions: int
+    exact: bool
+
+
+def explore(
+    library: Library,
+    base: str | Mapping[str, float] | None = None,
+    amounts: Sequence[float] = (),
+    *,
+    seed: int | None = None,
+    spread: float = DEFAULT_SPREAD,
+    code: np.ndarray | Sequence[float] | None = None,
+    nearest: int = _EXPLORE.nearest,
+    decode_mesh: bool = True,
+    resolution: int = _DECODE.resolution,
+    band: float = _DECODE.band,
+    mode: str = _DECODE.mode,
+    detail: float = _DECODE.detail,
+    normalized: bool = False,
+    device: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+) -> Exploration:
+    """Decode one point of the library's code space (see ``latent.explore``).
+
+    The point is ``code`` when given (a raw code kept from an earlier result), else the seeded
+    random variant ``seed`` (``spread`` standard deviations wide), else ``base`` (a shape or a
+    ``{name: weight}`` blend; None: the library's mean code), moved by ``amounts`` standard
+    deviations along the principal directions 1, 2, … (trailing zeros are ignored). A base that is
+    neither moved nor replaced decodes exactly as ``decode`` would, with the ``detail`` dial; raw
+    codes decode their coarse shape, in the units of ``base`` (None: the working cube).
+    ``decode_mesh=False`` only finds the code and its nearest shapes.
+    """
+    amounts = [float(a) for a in amounts]
+    while amounts and amounts[-1] == 0:  # unused sliders, even beyond the library's directions
+        amounts.pop()
+    exact = code is None and seed is None and base is not None and not amounts
+    if code is not None:
+        point = np.asarray(code, dtype=np.float32)
+    else:
+        if seed is not None:
+            start = random_code(library, seed, spread)
+        elif base is not None:
+            start = code_of(library, base, mode)
+        else:
+            start = code_space(library).mean.astype(np.float32)
+        point = vary(library, start, amounts) if amounts else start
+    near = nearest_shapes(library, point, nearest) if nearest else []
+    mesh = None
+    if decode_mesh:
+        mesh = decode(library, base if exact else point, like=None if exact else base, resolution=resolution,
+                      band=band, mode=mode, detail=detail, normalized=normalized, device=device,
+                      on_progress=on_progress, should_stop=should_stop)
+    return Exploration(mesh, point, near, len(code_space(library).stds), exact)
 

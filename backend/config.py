@@ -2,8 +2,12 @@
 
 The CLI, the worker, the Blender extension's properties and the benchmarks take their names and
 defaults from here. A setting's allowed range lives in its field's ``metadata["range"]``;
-``check_ranges`` enforces them. Presets bundle the sampling, model and training settings that
-belong together; sizes pick how many bytes each shape's detail may use.
+``check_ranges`` enforces them and ``setting`` reads them. Presets bundle the sampling, model and
+training settings that belong together; sizes pick how many bytes each shape's detail may use.
+Every choice list a user picks from (presets, sizes, paces, devices) is here with the text the
+panel shows; blend modes are the registry ``field.blend_modes``. A new user-facing setting goes
+here first: ``tests/blender/test_config_consistency.py`` checks that the panel, the worker protocol
+and both command lines take its default and range from here.
 """
 
 from __future__ import annotations
@@ -54,6 +58,30 @@ def check_ranges(config: object) -> None:
             raise ValueError(f"{f.name} must be a number, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ValueError(f"{f.name} = {value} is outside {low}..{high}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as the interfaces need it: its default, its allowed range (None: unbounded) and help."""
+
+    name: str
+    default: object
+    low: float | None
+    high: float | None
+    help: str
+
+    def contains(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+
+def setting(settings: type, name: str) -> Setting:
+    """The field ``name`` of the settings dataclass ``settings``: where the panel's properties, the
+    protocol's defaults and the command lines' options read their default and range."""
+    for f in fields(settings):
+        if f.name == name:
+            low, high = f.metadata.get("range", (None, None))
+            return Setting(name, f.default, low, high, f.metadata.get("help", ""))
+    raise KeyError(f"{settings.__name__} has no setting {name!r}")
 
 
 @dataclass(frozen=True)
@@ -152,7 +180,13 @@ class DecodeConfig(_Settings):
     """How codes become meshes."""
 
     resolution: int = _setting(256, 16, 1024, "marching-cubes lattice points per axis")
-    preview_resolution: int = _setting(64, 16, 256, "lattice of live previews in the viewport")
+    #: The Blender extension's (its panel and ``blender --command compact_sdf``) is lighter than the
+    #: engine's: scenes fill with results while one explores, and 128 keeps each one seconds away.
+    interactive_resolution: int = _setting(128, 16, 1024, "marching-cubes lattice of the Blender extension's results")
+    #: 48: the viewport preview re-decodes on every slider move, so it stays a rough shape that
+    #: arrives at once (refined at ``interactive_resolution`` when the slider rests).
+    preview_resolution: int = _setting(48, 16, 128, "lattice of live previews in the viewport while a slider moves")
+    target_faces: int | None = _setting(None, 4, None, "decimate every result to about this many triangles (None: keep all)")
     band: float = _setting(3.0, 1, 16, "detail band half-width around a blend's coarse surface, in voxels")
     detail: float = _setting(1.0, 0, 1, "detail dial of blends: 0 coarse shape only, 1 full detail")
     mode: str = "slerp"  #: blending: slerp or linear (of codes), or distance (of the shapes' own fields)
@@ -160,8 +194,59 @@ class DecodeConfig(_Settings):
     pace: str = "uniform"  #: interpolation positions: uniform (evenly spaced weights) or even (equal shape change)
 
 
-BLEND_MODES = ("slerp", "linear", "distance")
-PACES = ("uniform", "even")
+#: Largest seed: seeds are kept in Blender's 32-bit integer properties.
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class EncodeConfig(_Settings):
+    """How an encode is asked for; what it builds is the preset at a size (see ``get_preset``)."""
+
+    preset: str = "fast"  #: a name of PRESETS
+    size: str = "default"  #: a name of SIZES
+    seed: int = _setting(0, 0, MAX_SEED, "random seed of the encoding")
+    checkpoint_minutes: float = _setting(5.0, 0, None, "a long encode saves a checkpoint this often, so shorter runs "
+                                                       "write none (0: never)")
+
+
+@dataclass(frozen=True)
+class ExploreConfig(_Settings):
+    """Moving through a library's code space: principal-direction variations, random variants, nearest shapes."""
+
+    amount: float = _setting(0.0, -5, 5, "standard deviations of the codes moved along one principal direction")
+    seed: int = _setting(0, 0, MAX_SEED, "seed of a random variant: the same seed gives the same shape")
+    #: 0: a random variant is a blend of RANDOM_VARIANT_MIX library codes, not moved off it (see below).
+    spread: float = _setting(0.0, 0, 10, "how far a random variant moves from its blend of library shapes, "
+                                         "in standard deviations of the codes")
+    nearest: int = _setting(3, 0, 32, "how many library shapes closest to a code are listed")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One option of a choice setting: its name (stored and typed), the panel's label and a one-line description."""
+
+    name: str
+    label: str
+    description: str
+
+
+def _choices(*options: Choice) -> dict[str, Choice]:
+    return {option.name: option for option in options}
+
+
+#: Where the in-betweens of a path sit (``DecodeConfig.pace``).
+PACES: dict[str, Choice] = _choices(
+    Choice("uniform", "Uniform", "In-betweens at evenly spaced blend weights"),
+    Choice("even", "Even", "In-betweens placed so each step changes the shape about as much (probes the path first)"),
+)
+#: Compute devices a job may ask for ("auto": CUDA if available, then Apple MPS, else CPU).
+DEVICES: dict[str, Choice] = _choices(
+    Choice("auto", "Auto", "CUDA if available, then Apple MPS, else CPU"),
+    Choice("cuda", "CUDA", "NVIDIA GPU through CUDA"),
+    Choice("mps", "Apple GPU", "Apple Silicon GPU through Metal (MPS)"),
+    Choice("cpu", "CPU", "Processor only (slowest, always available)"),
+)
+DEFAULT_DEVICE = "auto"
 
 
 @dataclass(frozen=True)
@@ -198,18 +283,37 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+#: What each preset is for, as the panel and ``--help`` say it. Kept beside ``Preset``, not in it:
+#: a preset's fields are what a library is built from (and what names a resumable run), its wording is not.
+PRESET_CHOICES: dict[str, Choice] = _choices(
+    Choice("fast", "Fast", "Sizes tuned for a CPU: minutes for a few shapes"),
+    Choice("paper", "Paper", "The paper's network sizes: needs a CUDA GPU"),
+    Choice("tiny", "Tiny", "Seconds on a CPU, low fidelity: for trying things out and tests"),
+)
+
 #: Byte budgets for each shape's detail: (features per node, stored band half-width in voxels).
 SIZES: dict[str, tuple[int, float]] = {"small": (2, 1.5), "default": (4, 2.0), "large": (8, 3.0)}
-DEFAULT_PRESET = "fast"
-DEFAULT_SIZE = "default"
+
+
+def _size_choices() -> dict[str, Choice]:
+    """SIZES as the panel lists them, the description derived from the numbers."""
+    by_bytes = sorted(SIZES, key=lambda name: SIZES[name][0] * SIZES[name][1])
+    notes = {by_bytes[0]: "Fewest bytes per shape: ", by_bytes[-1]: "Most detail, most bytes: "}
+    return _choices(*(Choice(name, name.capitalize(), f"{notes.get(name, '')}{channels} features per node in a "
+                                                       f"±{band:g}-voxel band") for name, (channels, band) in SIZES.items()))
+
+
+SIZE_CHOICES: dict[str, Choice] = _size_choices()
+DEFAULT_PRESET = EncodeConfig().preset
+DEFAULT_SIZE = EncodeConfig().size
 #: Random variants: how many library codes one blends, and how far (in standard deviations of the
 #: codes) it then moves by default. Blends stay where the coarse branch was trained; Gaussian codes
 #: over all principal directions did not (measured on 17 shapes, 20 seeds, 96³: a Gaussian draw at 1 std
 #: gave 10/20 one-piece shapes and 4 empty ones, a blend of 3 codes 18/20 and none empty).
 RANDOM_VARIANT_MIX = 3
-DEFAULT_SPREAD = 0.0
+DEFAULT_SPREAD = ExploreConfig().spread
 #: A long encode saves a checkpoint this often (minutes), so runs shorter than this write none.
-DEFAULT_CHECKPOINT_MINUTES = 5.0
+DEFAULT_CHECKPOINT_MINUTES = EncodeConfig().checkpoint_minutes
 
 
 def get_preset(name: str, size: str | None = None, **train_overrides: object) -> Preset:

@@ -151,10 +151,3 @@ def _step_cd(p: Mesh, q: Mesh, n_samples: int, seed: int) -> float:
         return float("inf")
     return compare_meshes(p, q, n_samples=n_samples, seed=seed).cd_l1
 
-
-def decode_cost(lib: Library, name: str, resolution: int, band: float) -> dict:
-    """Decode one shape; the decoder's own timing and work counts, and the mesh size."""
-    dec = decode(lib, name, resolution=resolution, band=band)
-    return {"decode_s": dec.stats["seconds"], "detail_evaluations": dec.stats["detail_evaluations"],
-            "coarse_evaluations": dec.stats["coarse_evaluations"], "detail_fraction": dec.stats["detail_fraction"],
-            "faces": int(len(dec.faces))}

@@ -2,6 +2,8 @@
 
 Job plumbing: ``session`` (the worker and the running job), ``job_operator`` (the operators'
 base class), ``redraw`` (UI refresh helper).
+Shared helpers: ``scene_library`` (the library file and its metadata), ``shape_list`` (the
+scene's list of the library's shapes), ``results`` (what becomes of a decoded mesh).
 """
 
 from . import encode, explore, interpolate, jobs, library, reconstruct, setup_backend, shapes

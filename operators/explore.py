@@ -11,17 +11,18 @@ from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix
 
 from .. import mesh_bridge
-from ..backend.config import DecodeConfig
+from ..backend.config import DecodeConfig, setting
 from . import preview
 from . import recipe as recipes
-from .common import add_result_object, load_result, result_collection, select_only, shape_matrix, target_faces
+from .results import add_result_object, load_result, result_collection, select_only, target_faces
+from .shape_list import shape_matrix
 from .job_operator import JobOperator
 from .session import JobSpec, UserError
 
 
-def kept_name(recipe: dict[str, Any]) -> str:
+def kept_name(recipe: recipes.Recipe) -> str:
     """Object name of a kept or decoded variant: ``csdf_random_<seed>``, else ``csdf_variant``."""
-    return "csdf_random_{}".format(recipe["seed"]) if recipe["random"] else "csdf_variant"
+    return "csdf_random_{}".format(recipe.seed) if recipe.random else "csdf_variant"
 
 
 class CSDF_OT_explore_random(bpy.types.Operator):
@@ -86,12 +87,12 @@ class CSDF_OT_explore_keep(bpy.types.Operator):
         mesh.name = name
         obj = bpy.data.objects.new(name, mesh)
         obj.matrix_world = source.matrix_world.copy()
-        obj["csdf"] = {"library": recipe["library"], "kept": True, "resolution": recipe["resolution"]}
+        obj["csdf"] = {"library": recipe.library, "kept": True, "resolution": recipe.resolution}
         recipes.store(obj, recipe)
         result_collection(context).objects.link(obj)
         select_only(context, [obj])
         self.report({"INFO"}, rpt_("Kept {} ({}, resolution {}): Re-decode it for more detail").format(
-            obj.name, recipes.describe(recipe), recipe["resolution"]))
+            obj.name, recipes.describe(recipe), recipe.resolution))
         return {"FINISHED"}
 
 
@@ -115,7 +116,7 @@ class CSDF_OT_explore_decode(JobOperator, bpy.types.Operator):
         request = recipes.explore_args(recipe, str(folder / "variant.npz"), resolution, nearest=settings.nearest_count,
                                        target_faces=target_faces(settings))
         name = self.object_name or kept_name(recipe)
-        basis = shape_matrix(settings, recipe["names"][0]).to_3x3() if recipe["names"] else Matrix.Identity(3)
+        basis = shape_matrix(settings, recipe.names[0]).to_3x3() if recipe.names else Matrix.Identity(3)
         matrix = Matrix.Translation(context.scene.cursor.location) @ basis.to_4x4()
 
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
@@ -123,7 +124,7 @@ class CSDF_OT_explore_decode(JobOperator, bpy.types.Operator):
             if len(arrays["faces"]) == 0:
                 raise UserError(rpt_("the variant has no surface at resolution {}").format(resolution))
             kept = recipes.apply_result(context, recipe, data, resolution)
-            info = {"library": recipe["library"], "resolution": resolution, "mode": recipe["mode"]}
+            info = {"library": recipe.library, "resolution": resolution, "mode": recipe.mode}
             obj = add_result_object(context, name, arrays, matrix, info=info)
             recipes.store(obj, kept)
             select_only(context, [obj])
@@ -133,6 +134,9 @@ class CSDF_OT_explore_decode(JobOperator, bpy.types.Operator):
             return message
 
         return JobSpec(request, finish, rpt_("Decode variant"), reusable=True)
+
+
+_RESOLUTION = setting(DecodeConfig, "resolution")
 
 
 class CSDF_OT_redecode(JobOperator, bpy.types.Operator):
@@ -145,8 +149,8 @@ class CSDF_OT_redecode(JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     resolution: bpy.props.IntProperty(
-        name="Resolution", description="Decoding grid resolution", default=DecodeConfig().resolution,
-        min=16, soft_max=512, max=1024,
+        name="Resolution", description="Decoding grid resolution", default=_RESOLUTION.default,
+        min=_RESOLUTION.low, soft_max=512, max=_RESOLUTION.high,
     )
 
     @classmethod
@@ -159,8 +163,8 @@ class CSDF_OT_redecode(JobOperator, bpy.types.Operator):
         recipe = recipes.read(obj)
         if recipe is None:
             raise UserError(rpt_("The active object has no Compact SDF recipe: keep a preview or decode a variant first."))
-        if not Path(recipe["library"]).is_file():
-            raise UserError(rpt_("The library of {} is missing: {}").format(obj.name, recipe["library"]))
+        if not Path(recipe.library).is_file():
+            raise UserError(rpt_("The library of {} is missing: {}").format(obj.name, recipe.library))
         resolution = self.resolution
         request = recipes.explore_args(recipe, str(folder / "redecode.npz"), resolution, nearest=0,
                                        target_faces=target_faces(context.scene.csdf), use_code=True)
@@ -174,7 +178,7 @@ class CSDF_OT_redecode(JobOperator, bpy.types.Operator):
             if len(arrays["faces"]) == 0:
                 raise UserError(rpt_("the recipe has no surface at resolution {}").format(resolution))
             replace_mesh(target, arrays)
-            recipes.store(target, {**recipe, "resolution": resolution})
+            recipes.store(target, recipe.with_result(resolution=resolution))
             info = target.get("csdf")
             target["csdf"] = {**(info.to_dict() if hasattr(info, "to_dict") else {}), "resolution": resolution}
             return rpt_("Re-decoded {} at resolution {}: {} triangles").format(name, resolution, data["faces"])

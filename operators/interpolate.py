@@ -12,19 +12,11 @@ from mathutils import Matrix, Vector
 
 from ..backend.interfaces import protocol
 from . import recipe as recipes
-from .common import add_result_object, library_file, load_result, select_only, shape_matrix, target_faces
+from .results import add_result_object, load_result, select_only, target_faces
+from .scene_library import library_file
+from .shape_list import shape_matrix
 from .job_operator import JobOperator
 from .session import JobSpec, UserError
-
-
-def blend_weights(names: list[str], t: float) -> dict[str, float]:
-    """Weights for position ``t`` in [0, 1] along the path through ``names`` (two neighbours mix)."""
-    if len(names) < 2:
-        raise UserError(rpt_("Tick at least two shapes in the library list to blend them."))
-    position = min(max(t, 0.0), 1.0) * (len(names) - 1)
-    segment = min(int(position), len(names) - 2)
-    u = position - segment
-    return {names[segment]: 1.0 - u, names[segment + 1]: u}
 
 
 class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
@@ -54,11 +46,7 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
         resolution = settings.resolution
         faces = target_faces(settings)
         if self.mode == "WEIGHTS":
-            weights = {item.name: item.weight for item in settings.shapes if item.use and item.weight > 0}
-            if not weights:
-                raise UserError(rpt_("Tick one or more shapes with a weight above 0 to blend them."))
-            total = sum(weights.values())
-            target = {name: w / total for name, w in weights.items()}
+            target = recipes.ticked_weights(settings)
             request: protocol.RequestArgs = protocol.DecodeArgs(
                 library=str(path), items=[protocol.DecodeItem(target, str(folder / "blend.npz"))],
                 resolution=resolution, mode=settings.blend_mode, target_faces=faces, detail=settings.detail,
@@ -103,7 +91,7 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
                 info.update(library=str(path), resolution=resolution, mode=mode, detail=detail)
                 matrix = Matrix.Translation(location) @ basis.to_4x4()
                 obj = add_result_object(context, name, arrays, matrix, info=info)
-                recipes.store(obj, recipes.shape_recipe(str(path), weights, resolution, mode=mode, detail=detail))
+                recipes.store(obj, recipes.Recipe.of_blend(str(path), weights, resolution, mode=mode, detail=detail))
                 created.append(obj)
             select_only(context, created)
             return rpt_("{}: created {} in 'Compact SDF'").format(label, object_count(len(created)))

@@ -8,7 +8,8 @@ import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from .common import library_file, read_meta, refresh_shapes
+from .scene_library import library_file, read_meta
+from .shape_list import refresh_shapes
 from .session import UserError
 
 LIBRARY_EXT = ".csdf"

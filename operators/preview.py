@@ -24,7 +24,7 @@ from ..preferences import get_prefs
 from ..worker_client import WorkerClient, WorkerError
 from . import recipe as recipes
 from . import session
-from .common import COLLECTION_NAME, load_result, result_collection
+from .results import COLLECTION_NAME, load_result, result_collection
 from .redraw import tag_redraw
 from .session import UserError
 
@@ -42,7 +42,7 @@ class _Preview:
     folder: Path | None = None
     refined: bool = True
     showing_low_res: bool = False
-    recipe: dict | None = None
+    recipe: recipes.Recipe | None = None
     resolution: int = 0
 
 

@@ -1,29 +1,31 @@
-"""Recipes: what to send the worker to decode a point of the code space (again).
+"""Recipes in Blender: the scene's Explore settings as a ``Recipe``, the worker request that
+decodes one (again), and the recipes stored on objects.
 
-The scene's current recipe comes from the Explore settings (start: a shape, a blend, the library
-mean or a seeded random variant; variation amounts; detail dial). Previews, kept objects and
-results store theirs as the custom property ``csdf_recipe`` of their object::
+A ``Recipe`` (``backend.latent.recipes``) is a point of the code space: a shape, a blend, the
+library mean or a seeded random variant, moved along principal directions, with the detail dial and
+the raw code the worker reported. Previews, kept objects and results store theirs as the custom
+property ``csdf_recipe`` of their object, in the plain form of ``Recipe.to_dict``::
 
     {"library": "/abs/lib.csdf", "names": ["ball", "brick"], "weights": [0.5, 0.5],
      "amounts": [1.0, -0.5], "random": False, "seed": 0, "spread": 1.0,
      "detail": 1.0, "mode": "slerp", "code": [0.01, ...], "resolution": 64}
 
-``names``/``weights`` are the base (empty: the library mean; for a random variant they only give
-the units), ``code`` the raw code the worker reported (empty where unknown). Re-decoding sends the
-raw code of a moved or random point (so it survives library edits that move the principal
-directions) and the base itself otherwise (so a shape stays exact and keeps the detail dial).
+Re-decoding sends the raw code of a moved or random point (so it survives library edits that move
+the principal directions) and the base itself otherwise (so a shape stays exact and keeps the
+detail dial); the worker decodes either with ``api.explore``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 
 from ..backend.interfaces import protocol
-from .common import library_file
+from ..backend.latent import recipes as latent_recipes
+from ..backend.latent.recipes import Recipe
+from .scene_library import library_file
 from .session import UserError
 
 #: Custom property of an object holding its recipe.
@@ -31,16 +33,31 @@ RECIPE_KEY = "csdf_recipe"
 
 
 def variation_count(context: bpy.types.Context) -> int:
-    """How many Variation sliders apply: min(4, principal directions of the open library)."""
-    from ..properties import MAX_VARIATIONS
-
+    """How many Variation sliders apply: min(MAX_VARIATIONS, principal directions of the open library)."""
     settings = context.scene.csdf
     state = context.window_manager.csdf_explore
     if state.directions >= 0 and state.library == settings.library_path:
         directions = state.directions
     else:  # not measured yet: N codes span at most N - 1 directions
-        directions = max(len(settings.shapes) - 1, 0)
-    return min(MAX_VARIATIONS, directions)
+        directions = len(settings.shapes) - 1
+    return latent_recipes.variation_count(directions)
+
+
+def ticked_weights(settings: Any) -> dict[str, float]:
+    """The weighted blend of the ticked shapes (weights above 0), normalised; UserError when there is none."""
+    weights = {item.name: item.weight for item in settings.shapes if item.use and item.weight > 0}
+    if not weights:
+        raise UserError(rpt_("Tick one or more shapes with a weight above 0 to blend them."))
+    return latent_recipes.normalized_weights(weights)
+
+
+def path_blend(settings: Any) -> dict[str, float]:
+    """The blend at the Blend slider's position along the path through the ticked shapes; UserError
+    with fewer than two."""
+    names = [item.name for item in settings.shapes if item.use]
+    if len(names) < 2:
+        raise UserError(rpt_("Tick at least two shapes in the library list to blend them."))
+    return latent_recipes.path_weights(names, min(max(settings.blend, 0.0), 1.0) * (len(names) - 1))
 
 
 def _active_name(settings: Any) -> str | None:
@@ -49,7 +66,7 @@ def _active_name(settings: Any) -> str | None:
     return None
 
 
-def current_recipe(context: bpy.types.Context) -> dict[str, Any]:
+def current_recipe(context: bpy.types.Context) -> Recipe:
     """The scene's Explore settings as a recipe (no code yet); UserError when they name nothing."""
     settings = context.scene.csdf
     library = str(library_file(settings, must_exist=True))
@@ -62,51 +79,28 @@ def current_recipe(context: bpy.types.Context) -> dict[str, Any]:
         elif source == "SHAPE":
             raise UserError(rpt_("The library list is empty: open a library or encode shapes first."))
     elif source == "PATH":
-        from .interpolate import blend_weights  # interpolate stores recipes: import here, not at the top
-
-        base = blend_weights([item.name for item in settings.shapes if item.use], settings.blend)
+        base = path_blend(settings)
     elif source == "WEIGHTS":
-        weights = {item.name: item.weight for item in settings.shapes if item.use and item.weight > 0}
-        if not weights:
-            raise UserError(rpt_("Tick one or more shapes with a weight above 0 to blend them."))
-        total = sum(weights.values())
-        base = {name: w / total for name, w in weights.items()}
-    amounts = [float(v) for v in settings.variation[: variation_count(context)]]
-    return {
-        "library": library, "names": list(base), "weights": list(base.values()), "amounts": amounts,
-        "random": source == "RANDOM", "seed": int(settings.explore_seed), "spread": float(settings.explore_spread),
-        "detail": float(settings.detail), "mode": settings.blend_mode, "code": [], "resolution": 0,
-    }
-
-
-def shape_recipe(library: str, weights: dict[str, float], resolution: int, *, mode: str = protocol.DEFAULT_BLEND_MODE,
-                 detail: float = protocol.DEFAULT_DETAIL) -> dict[str, Any]:
-    """The recipe of a decoded shape or ``{name: weight}`` blend (Reconstruct, Interpolate results)."""
-    return {
-        "library": library, "names": list(weights), "weights": [float(w) for w in weights.values()], "amounts": [],
-        "random": False, "seed": 0, "spread": protocol.DEFAULT_SPREAD, "detail": float(detail), "mode": mode, "code": [],
-        "resolution": int(resolution),
-    }
-
-
-def moved(recipe: dict[str, Any]) -> bool:
-    """True when the recipe's point is a raw code (random, or moved along a direction), not a shape or blend."""
-    return bool(recipe["random"] or any(recipe["amounts"]) or not recipe["names"])
-
-
-def explore_args(recipe: dict[str, Any], out: str, resolution: int, *, nearest: int = protocol.DEFAULT_NEAREST,
-                 target_faces: int | None = None, use_code: bool = False) -> protocol.ExploreArgs:
-    """The worker request that decodes ``recipe`` into ``out`` (from its raw code with ``use_code``)."""
-    base = dict(zip(recipe["names"], recipe["weights"])) or None
-    code = list(recipe["code"]) if use_code and recipe["code"] and moved(recipe) else None
-    return protocol.ExploreArgs(
-        library=recipe["library"], out=out, base=base, amounts=list(recipe["amounts"]),
-        seed=recipe["seed"] if recipe["random"] else None, spread=recipe["spread"], code=code, nearest=nearest,
-        resolution=resolution, mode=recipe["mode"], detail=recipe["detail"], target_faces=target_faces,
+        base = ticked_weights(settings)
+    return Recipe(
+        library, list(base), list(base.values()), [float(v) for v in settings.variation[: variation_count(context)]],
+        random=source == "RANDOM", seed=int(settings.explore_seed), spread=float(settings.explore_spread),
+        detail=float(settings.detail), mode=settings.blend_mode,
     )
 
 
-def apply_result(context: bpy.types.Context, recipe: dict[str, Any], data: dict[str, Any], resolution: int) -> dict[str, Any]:
+def explore_args(recipe: Recipe, out: str, resolution: int, *, nearest: int = protocol.DEFAULT_NEAREST,
+                 target_faces: int | None = None, use_code: bool = False) -> protocol.ExploreArgs:
+    """The worker request that decodes ``recipe`` into ``out`` (from its raw code with ``use_code``)."""
+    code = list(recipe.code) if use_code and recipe.code and recipe.moved else None
+    return protocol.ExploreArgs(
+        library=recipe.library, out=out, base=recipe.base, amounts=list(recipe.amounts),
+        seed=recipe.seed if recipe.random else None, spread=recipe.spread, code=code, nearest=nearest,
+        resolution=resolution, mode=recipe.mode, detail=recipe.detail, target_faces=target_faces,
+    )
+
+
+def apply_result(context: bpy.types.Context, recipe: Recipe, data: dict[str, Any], resolution: int) -> Recipe:
     """Record an explore result's nearest shapes and directions in the panel; the recipe with its code."""
     state = context.window_manager.csdf_explore
     state.library = context.scene.csdf.library_path
@@ -115,47 +109,35 @@ def apply_result(context: bpy.types.Context, recipe: dict[str, Any], data: dict[
     for name, distance in data.get("nearest") or []:
         item = state.nearest.add()
         item.name, item.distance = str(name), float(distance)
-    return {**recipe, "code": [float(v) for v in data.get("code") or []], "resolution": int(resolution)}
+    return recipe.with_result(code=data.get("code") or [], resolution=resolution)
 
 
-def store(obj: bpy.types.Object, recipe: dict[str, Any]) -> None:
-    obj[RECIPE_KEY] = recipe
+def store(obj: bpy.types.Object, recipe: Recipe) -> None:
+    obj[RECIPE_KEY] = recipe.to_dict()
 
 
-def read(obj: bpy.types.Object | None) -> dict[str, Any] | None:
+def read(obj: bpy.types.Object | None) -> Recipe | None:
     """The recipe stored on ``obj`` (None without one); UserError when it is malformed."""
     if obj is None or RECIPE_KEY not in obj:
         return None
     raw = obj[RECIPE_KEY]
     try:
-        data = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
-        recipe = {
-            "library": str(data["library"]), "names": [str(n) for n in data.get("names", [])],
-            "weights": [float(w) for w in data.get("weights", [])], "amounts": [float(a) for a in data.get("amounts", [])],
-            "random": bool(data.get("random", False)), "seed": int(data.get("seed", 0)),
-            "spread": float(data.get("spread", protocol.DEFAULT_SPREAD)), "detail": float(data.get("detail", protocol.DEFAULT_DETAIL)),
-            "mode": str(data.get("mode", protocol.DEFAULT_BLEND_MODE)), "code": [float(v) for v in data.get("code", [])],
-            "resolution": int(data.get("resolution", 0)),
-        }
+        return Recipe.from_dict(raw.to_dict() if hasattr(raw, "to_dict") else dict(raw))
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(rpt_("The recipe of {} is malformed ({}).").format(obj.name, exc)) from exc
-    numbers = recipe["weights"] + recipe["amounts"] + recipe["code"] + [recipe["spread"], recipe["detail"]]
-    if len(recipe["names"]) != len(recipe["weights"]) or not all(math.isfinite(v) for v in numbers):
-        raise UserError(rpt_("The recipe of {} is malformed (names, weights or numbers).").format(obj.name))
-    return recipe
 
 
-def describe(recipe: dict[str, Any]) -> str:
+def describe(recipe: Recipe) -> str:
     """``ball 0.50 + brick 0.50, variation +1.0 -0.5, detail 1.00`` / ``random seed 3, …``."""
-    if recipe["random"]:
-        parts = [rpt_("random seed {}").format(recipe["seed"])]
-    elif recipe["names"]:
-        parts = [" + ".join(f"{n} {w:.2f}" for n, w in zip(recipe["names"], recipe["weights"]))]
+    if recipe.random:
+        parts = [rpt_("random seed {}").format(recipe.seed)]
+    elif recipe.names:
+        parts = [" + ".join(f"{n} {w:.2f}" for n, w in zip(recipe.names, recipe.weights))]
     else:
         parts = [rpt_("library mean")]
-    if any(recipe["amounts"]):
-        parts.append(rpt_("variation {}").format(" ".join(f"{a:+.2f}" for a in recipe["amounts"])))
-    parts.append(rpt_("detail {:.2f}").format(recipe["detail"]))
+    if any(recipe.amounts):
+        parts.append(rpt_("variation {}").format(" ".join(f"{a:+.2f}" for a in recipe.amounts)))
+    parts.append(rpt_("detail {:.2f}").format(recipe.detail))
     return ", ".join(parts)
 
 

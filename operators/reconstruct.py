@@ -13,17 +13,9 @@ from .. import mesh_bridge
 from ..backend.interfaces import protocol
 from . import recipe as recipes
 from .encode import shape_count
-from .common import (
-    add_result_object,
-    format_fidelity,
-    library_file,
-    load_result,
-    select_only,
-    shape_matrix,
-    show_heatmap,
-    target_faces,
-    used_shapes,
-)
+from .results import add_result_object, format_fidelity, load_result, select_only, show_heatmap, target_faces
+from .scene_library import library_file
+from .shape_list import shape_matrix, used_shapes
 from .job_operator import JobOperator
 from .session import JobSpec, UserError
 
@@ -82,7 +74,7 @@ class CSDF_OT_reconstruct(JobOperator, bpy.types.Operator):
                     continue
                 info = {"library": str(path), "shape": name, "resolution": resolution}
                 obj = add_result_object(context, f"{name}_csdf", arrays, shape_matrix(settings, name), info=info)
-                recipes.store(obj, recipes.shape_recipe(str(path), {name: 1.0}, resolution, mode=mode))
+                recipes.store(obj, recipes.Recipe.of_blend(str(path), {name: 1.0}, resolution, mode=mode))
                 if heatmap and "distance" in arrays:
                     show_heatmap(context, obj, arrays["distance"], ranges[name])
                 created.append(obj)

@@ -9,7 +9,8 @@ import bpy
 from bpy.app.translations import pgettext_rpt as rpt_
 
 from ..backend.interfaces import protocol
-from .common import library_file, read_meta, refresh_shapes
+from .scene_library import library_file, read_meta
+from .shape_list import refresh_shapes
 from .encode import save_meshes
 from .job_operator import JobOperator
 from .session import JobSpec, UserError

@@ -1,60 +1,128 @@
-"""Compact storage of each shape's detail: node masks and quantised features, zstd-compressed.
+"""Compact storage of each shape's detail: one ``DetailCodec`` packs, unpacks and rounds it.
 
 A shape's stored nodes are a bit mask over the grid lattice (``np.packbits`` in linear-index
-order); its features are rounded to at most 8-bit signed integers with one scale per channel,
-stored channel by channel as differences along node order (or kept as float16). Both blobs are
-zstd-compressed. Decompression is bounded by sizes known
-before anything is allocated, so a forged blob cannot exhaust memory.
+order); its features are rounded to at most 8-bit signed integers with one scale per channel
+(channel 0, the node's distance, at ``distance_bits``), stored channel by channel as differences
+along node order (or kept as float16). Both blobs are zstd-compressed. Decompression is bounded by
+sizes known before anything is allocated, so a forged blob cannot exhaust memory.
+
+The codec owns everything about that layout: the per-shape tensors a library file holds
+(``TENSORS``, stored as ``shape{i}.<name>``), the rounding that training applies so a fresh
+library equals its file (``round_trip``), and how files written by older versions read back
+(``DetailCodec.settings``); its layout is that of library format 2 (the version number itself
+lives in ``store.library_meta``, which Blender reads without numpy). A new storage codec goes
+here: a class with ``DetailCodec``'s interface that ``DetailCodec.of`` returns for the
+``StorageConfig`` that asks for it (plus a new library format if older versions cannot read it).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import torch
 
+from ..config import StorageConfig
 from ..errors import LibraryError
 
 
-def quantize(features: torch.Tensor, bits: int, distance_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(stored values, per-channel scales) of a shape's (k, C) features.
+@dataclass(frozen=True)
+class DetailCodec:
+    """How one library stores each shape's detail: feature bits, channel-0 bits, zstd level.
 
-    ``bits`` 16 keeps float16; 4..8 rounds to ``2**(bits-1) - 1`` signed levels per channel, held in
-    int8 (fewer levels carry less entropy, which the compressor turns into fewer bytes). Channel 0,
-    the stored distance, gets ``distance_bits`` (default ``bits``). Reading back needs only the scales.
+    ``feature_bits`` 16 keeps float16 (and then ``distance_bits`` is 16 too); 4..8 rounds each
+    channel to ``2**(bits-1) - 1`` signed levels of its own scale, held in int8 (fewer levels carry
+    less entropy, which the compressor turns into fewer bytes); channel 0 gets ``distance_bits``.
     """
-    f = features.detach().float().cpu().numpy()
-    if bits == 16:
-        return f.astype(np.float16), np.ones(f.shape[1], np.float32)
-    levels = np.full(f.shape[1], 2 ** (bits - 1) - 1, dtype=np.float64)
-    if distance_bits is not None and f.shape[1]:
-        levels[0] = 2 ** (distance_bits - 1) - 1
-    scales = (np.abs(f).max(axis=0) / levels if len(f) else np.zeros(f.shape[1])).astype(np.float32)
-    scales[scales == 0] = 1.0
-    return np.clip(np.rint(f / scales), -levels, levels).astype(np.int8), scales
+
+    feature_bits: int
+    distance_bits: int
+    level: int
+
+    #: The tensors of one shape in a library file, each stored as ``shape{i}.<name>``: its
+    #: compressed node mask, its compressed features (both 1-D byte strings) and its per-channel
+    #: feature scales (float32).
+    TENSORS: ClassVar[tuple[str, ...]] = ("nodes", "features", "scales")
+
+    def __post_init__(self) -> None:
+        if self.feature_bits not in (4, 5, 6, 7, 8, 16):
+            raise ValueError(f"feature_bits must be 4..8 or 16, got {self.feature_bits!r}")
+        allowed = (16,) if self.feature_bits == 16 else (4, 5, 6, 7, 8)
+        if self.distance_bits not in allowed:
+            raise ValueError(f"distance_bits must be 4..8 (16 exactly when feature_bits is), got {self.distance_bits!r}")
+
+    @classmethod
+    def of(cls, storage: StorageConfig) -> DetailCodec:
+        """The codec of a library with storage settings ``storage``."""
+        return cls(storage.feature_bits, storage.channel0_bits, storage.zstd_level)
+
+    @staticmethod
+    def settings(data: object) -> StorageConfig:
+        """The StorageConfig of a file's ``storage`` metadata. Files written before ``distance_bits``
+        existed stored channel 0 at ``feature_bits``, so they read (and re-save) exactly so."""
+        if isinstance(data, dict) and "distance_bits" not in data and data.get("feature_bits") in (4, 5, 6, 7, 8):
+            data = {**data, "distance_bits": data["feature_bits"]}
+        return StorageConfig.from_dict(data)  # type: ignore[arg-type]
+
+    def tensor_shapes(self, channels: int) -> dict[str, tuple[int, ...] | None]:
+        """Each of ``TENSORS`` with its shape in the file (None: a 1-D byte string of any length)."""
+        return {"nodes": None, "features": None, "scales": (channels,)}
+
+    def quantize(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(stored values, per-channel scales) of a shape's (k, C) features; reading back needs only the scales."""
+        f = features.detach().float().cpu().numpy()
+        if self.feature_bits == 16:
+            return f.astype(np.float16), np.ones(f.shape[1], np.float32)
+        levels = np.full(f.shape[1], 2 ** (self.feature_bits - 1) - 1, dtype=np.float64)
+        if f.shape[1]:
+            levels[0] = 2 ** (self.distance_bits - 1) - 1
+        scales = (np.abs(f).max(axis=0) / levels if len(f) else np.zeros(f.shape[1])).astype(np.float32)
+        scales[scales == 0] = 1.0
+        return np.clip(np.rint(f / scales), -levels, levels).astype(np.int8), scales
+
+    def round_trip(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` (k, C), or their first columns, as they will read back after saving (so
+        training can round as stored and a fresh library equals its file)."""
+        return _dequantize(*self.quantize(features))
+
+    def pack(self, keys: np.ndarray, features: torch.Tensor, resolution: int) -> dict[str, np.ndarray]:
+        """The stored arrays of one shape (``TENSORS``) from its sorted node keys and features (k, C)."""
+        import zstandard
+
+        mask = np.zeros(resolution**3, dtype=bool)
+        mask[keys] = True
+        values, scales = self.quantize(features)
+        compressor = zstandard.ZstdCompressor(level=self.level)
+        return {"nodes": np.frombuffer(compressor.compress(np.packbits(mask).tobytes()), np.uint8),
+                "features": np.frombuffer(compressor.compress(_delta(values).tobytes()), np.uint8),
+                "scales": scales}
+
+    def unpack(self, stored: dict[str, np.ndarray], resolution: int, channels: int, node_count: int,
+               what: str) -> tuple[np.ndarray, torch.Tensor]:
+        """(sorted node keys, features (k, C)) of one shape from its stored arrays; LibraryError
+        (naming ``what``) if they are inconsistent."""
+        mask = np.unpackbits(np.frombuffer(_decompress(stored["nodes"], (resolution**3 + 7) // 8, f"{what} node mask"),
+                                           np.uint8), count=resolution**3).astype(bool)
+        keys = np.flatnonzero(mask)
+        if len(keys) != node_count:
+            raise LibraryError(f"{what} has {len(keys)} nodes, its metadata says {node_count}")
+        dtype = np.float16 if self.feature_bits == 16 else np.int8
+        raw = _decompress(stored["features"], node_count * channels * np.dtype(dtype).itemsize, f"{what} features")
+        values = np.frombuffer(raw, dtype)
+        values = _undelta(values, node_count, channels) if dtype == np.int8 else values.reshape(node_count, channels)
+        scales = stored["scales"]
+        if scales.shape != (channels,) or scales.dtype != np.float32 or not np.all(np.isfinite(scales)):
+            raise LibraryError(f"{what} feature scales are invalid")
+        features = _dequantize(values, scales)
+        if not torch.isfinite(features).all():
+            raise LibraryError(f"{what} features hold NaN or infinite values")
+        return keys, features
 
 
-def dequantize(values: np.ndarray, scales: np.ndarray) -> torch.Tensor:
+def _dequantize(values: np.ndarray, scales: np.ndarray) -> torch.Tensor:
     """Features (k, C) float32 from stored values and per-channel scales."""
     return torch.from_numpy(values.astype(np.float32) * scales[None, :].astype(np.float32))
-
-
-def round_trip(features: torch.Tensor, bits: int, distance_bits: int | None = None) -> torch.Tensor:
-    """``features`` as they will read back after saving (so a fresh library equals its file)."""
-    return dequantize(*quantize(features, bits, distance_bits))
-
-
-def pack_shape(keys: np.ndarray, features: torch.Tensor, resolution: int, bits: int, level: int,
-               distance_bits: int | None = None) -> dict[str, np.ndarray]:
-    """The stored arrays of one shape: compressed node mask, compressed features, scales."""
-    import zstandard
-
-    mask = np.zeros(resolution**3, dtype=bool)
-    mask[keys] = True
-    values, scales = quantize(features, bits, distance_bits)
-    compressor = zstandard.ZstdCompressor(level=level)
-    return {"nodes": np.frombuffer(compressor.compress(np.packbits(mask).tobytes()), np.uint8),
-            "features": np.frombuffer(compressor.compress(_delta(values).tobytes()), np.uint8),
-            "scales": scales}
 
 
 def _delta(values: np.ndarray) -> np.ndarray:
@@ -85,24 +153,3 @@ def _decompress(blob: np.ndarray, size: int, what: str) -> bytes:
     if len(data) != size:
         raise LibraryError(f"{what} holds {len(data)} bytes, expected {size}")
     return data
-
-
-def unpack_shape(stored: dict[str, np.ndarray], resolution: int, channels: int, bits: int, node_count: int,
-                 what: str) -> tuple[np.ndarray, torch.Tensor]:
-    """(sorted node keys, features (k, C)) of one shape from its stored arrays; LibraryError if inconsistent."""
-    mask = np.unpackbits(np.frombuffer(_decompress(stored["nodes"], (resolution**3 + 7) // 8, f"{what} node mask"), np.uint8),
-                         count=resolution**3).astype(bool)
-    keys = np.flatnonzero(mask)
-    if len(keys) != node_count:
-        raise LibraryError(f"{what} has {len(keys)} nodes, its metadata says {node_count}")
-    dtype = np.float16 if bits == 16 else np.int8
-    raw = _decompress(stored["features"], node_count * channels * np.dtype(dtype).itemsize, f"{what} features")
-    values = np.frombuffer(raw, dtype)
-    values = _undelta(values, node_count, channels) if dtype == np.int8 else values.reshape(node_count, channels)
-    scales = stored["scales"]
-    if scales.shape != (channels,) or scales.dtype != np.float32 or not np.all(np.isfinite(scales)):
-        raise LibraryError(f"{what} feature scales are invalid")
-    features = dequantize(values, scales)
-    if not torch.isfinite(features).all():
-        raise LibraryError(f"{what} features hold NaN or infinite values")
-    return keys, features

@@ -4,9 +4,10 @@
   where its grid is present, and outside the band the sign its band's boundary votes for
   (``shape_volume``). Its surface can only appear where the shape stored nodes.
 * A **blend** or raw code has no band of its own: the coarse field (the coarse branch at the
-  blended code, or the blend of the shapes' coarse distance fields) runs on a sparse lattice, then
-  exactly near its zero set; the blended shapes' detail is added only within a few voxels of that
-  surface, faded by the detail dial, and tapered over the band's outer voxel (``blend_volume``).
+  blended code, or the blend of the shapes' coarse distance fields, as its ``blend_modes`` entry
+  says) runs on a sparse lattice, then exactly near its zero set; the blended shapes' detail is
+  added only within a few voxels of that surface, faded by the detail dial, and tapered over the
+  band's outer voxel (``blend_volume``).
 
 Marching cubes (scikit-image) turns the volume into a mesh.
 """
@@ -216,29 +217,3 @@ def marching_cubes(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     # down the gradient either way, so they are flipped.
     verts, faces, normals, _ = measure.marching_cubes(volume, 0.0, spacing=(h, h, h), gradient_direction="descent")
     return (verts - 1.0).astype(np.float32), faces.astype(np.int32), (-normals).astype(np.float32)
-
-
-def blend_codes(codes: torch.Tensor, weights: np.ndarray, mode: str = "slerp") -> torch.Tensor:
-    """Blend codes (K, D) with weights (K,) summing to 1: ``linear`` (also the nominal code of ``distance``) or ``slerp``.
-
-    Spherical blending interpolates directions on the sphere and norms linearly (for two codes it
-    is classic slerp); it avoids the shrunken, washed-out middle of linear blends.
-    """
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float32), device=codes.device)
-    if mode in ("linear", "distance"):  # "distance" blends fields, not codes; its nominal code is the linear one
-        return (w[:, None] * codes).sum(0)
-    if mode != "slerp":
-        raise ValueError(f"unknown blend mode {mode!r}; use slerp, linear or distance")
-    norms = codes.norm(dim=1).clamp_min(1e-12)
-    units = codes / norms[:, None]
-    if len(codes) == 2:
-        cos = (units[0] @ units[1]).clamp(-1, 1)
-        theta = torch.acos(cos)
-        if theta < 1e-4:
-            direction = w[0] * units[0] + w[1] * units[1]
-        else:
-            direction = (torch.sin(w[0] * theta) * units[0] + torch.sin(w[1] * theta) * units[1]) / torch.sin(theta)
-    else:
-        direction = (w[:, None] * units).sum(0)
-    return direction / direction.norm().clamp_min(1e-12) * (w * norms).sum()
-

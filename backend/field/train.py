@@ -28,30 +28,20 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpointer, TrainingState
+from .codec import DetailCodec
 from ..config import TrainConfig
 from .distributed import SINGLE, Cluster, sum_gradients, total
 from .model import CompactSdf
 from ..progress import Reporter
 from ..geometry.sampling import BlendSet, ShapeSamples, lattice_points
 
-_CHUNK = 65_536
-
 
 @dataclass
-class TrainStats:
-    """What a training run did."""
+class TrainingRun:
+    """One training run, as its phases share it: its process group (``distributed``), its
+    checkpoints and the state it resumes from (``checkpoint``), and the full code table.
 
-    coarse_steps: int
-    detail_steps: int
-    seconds: float
-    coarse_loss: float
-    fused_loss: float
-
-
-@dataclass
-class Session:
-    """What the phases of one training run share: its process group (``distributed``), its
-    checkpoints and the state it resumes from (``checkpoint``), and the full code table."""
+    Not to be confused with ``operators/session.py``, the Blender side's open library."""
 
     cluster: Cluster = SINGLE
     checkpoints: Checkpointer | None = None
@@ -136,7 +126,9 @@ def cap_code_norms(codes: torch.Tensor) -> None:
 
 
 def slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Row-wise spherical blend of codes a and b (B, D) at t (B,): directions on the sphere, norms linear."""
+    """Row-wise spherical blend of codes a and b (B, D) at t (B,): directions on the sphere, norms
+    linear. The batched training twin of the ``slerp`` blend mode (``blend_modes``), kept apart: its
+    numerics (angle clamped, no small-angle branch) are what every library was trained with."""
     na, nb = a.norm(dim=1, keepdim=True).clamp_min(1e-12), b.norm(dim=1, keepdim=True).clamp_min(1e-12)
     ua, ub = a / na, b / nb
     theta = torch.acos((ua * ub).sum(1, keepdim=True).clamp(-1 + 1e-6, 1 - 1e-6))
@@ -148,7 +140,7 @@ def slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tenso
 def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[ShapeSamples], config: TrainConfig, *,
                  steps: int, budget_s: float | None, gen: torch.Generator, reporter: Reporter,
                  progress: tuple[int, int], rows: list[int] | None = None, blend: BlendSet | None = None,
-                 session: Session | None = None) -> tuple[int, float]:
+                 run: TrainingRun | None = None) -> tuple[int, float]:
     """Codes and the coarse branch on every sample; (steps done, loss).
 
     Sample set ``i`` belongs to code row ``rows[i]`` (default ``i``). In a multi-process run each
@@ -159,8 +151,8 @@ def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[Sha
     ``blend_fraction`` of the point batch sits at a random slerp blend of two codes and learns the
     same blend of the two shapes' exact distances, so the space between the codes is trained too.
     """
-    session = session or Session()
-    cluster, device = session.cluster, codes.device
+    run = run or TrainingRun()
+    cluster, device = run.cluster, codes.device
     band, points = sample_pools(samples, model.config.grid_resolution, device)
     row_of = torch.as_tensor(rows if rows is not None else range(len(samples)), dtype=torch.int64, device=device)
     share = len(samples) / len(codes)
@@ -172,8 +164,8 @@ def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[Sha
     base = [[g["lr"] for g in opt.param_groups]]
     blends = SamplePool(blend.points, blend.sdf, device) if blend is not None and len(codes) > 1 else None
     n_blend = min(point_batch - 1, round((band_batch + point_batch) * config.blend_fraction)) if blends else 0
-    session.codes = codes
-    start, fraction = session.start("coarse", model, [opt], gen)
+    run.codes = codes
+    start, fraction = run.start("coarse", model, [opt], gen)
     loss, done = torch.zeros(()), start
     for step, frac in schedule(steps, budget_s, start, fraction):
         cosine_decay([opt], base, frac, config.final_lr_fraction)
@@ -194,7 +186,7 @@ def train_coarse(model: CompactSdf, codes: torch.nn.Parameter, samples: list[Sha
         cap_code_norms(codes)
         if step % 10 == 0:
             reporter.report("training coarse", progress[0] + int(frac * steps), progress[1], loss.item())
-            session.step_done("coarse", step + 1, frac, model, [opt], gen)
+            run.step_done("coarse", step + 1, frac, model, [opt], gen)
     return done, loss.item()
 
 
@@ -210,12 +202,6 @@ def _blend_batch(blends: SamplePool, codes: torch.Tensor, row_of: torch.Tensor, 
     table = blends.sdf[i]
     target = (1 - t) * table.gather(1, own[:, None])[:, 0] + t * table.gather(1, other[:, None])[:, 0]
     return blends.points[i], slerp_rows(codes[own], codes[other], t), target
-
-
-@torch.no_grad()
-def coarse_at(model: CompactSdf, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The coarse branch for one code z (1, D) at points x (k, 3), in chunks."""
-    return torch.cat([model.coarse(z.expand(len(c), -1), c) for c in x.split(_CHUNK)]) if len(x) else x[:, 0]
 
 
 def stored_band(samples: ShapeSamples, resolution: int, band_cells: float) -> tuple[np.ndarray, np.ndarray]:
@@ -264,16 +250,14 @@ def _detail_sets(model: CompactSdf, samples: list[ShapeSamples], grids: list[int
     return tuple(_DetailSet(*(torch.cat(col) for col in zip(*parts[k]))) for k in ("nodes", "near"))  # type: ignore[return-value]
 
 
-def _store_first_channel(model: CompactSdf, nodes: _DetailSet, grids: list[int], bits: int) -> None:
-    """Channel 0 of every node := its exact distance, rounded as it will be stored (see ``codec``)."""
-    from .codec import round_trip
-
+def _store_first_channel(model: CompactSdf, nodes: _DetailSet, grids: list[int], codec: DetailCodec) -> None:
+    """Channel 0 of every node := its exact distance, rounded as ``codec`` will store it."""
     grid = model.detail.grid
     with torch.no_grad():
         grid.features[nodes.rows[:, 0], 0] = nodes.sdf / model.detail.skip_gain
         for g in grids:
             rows = grid.shape_features(g)
-            rows[:, :1] = round_trip(rows[:, :1], bits).to(rows.device)
+            rows[:, :1] = codec.round_trip(rows[:, :1]).to(rows.device)
 
 
 def _frozen_first_channel(grad: torch.Tensor) -> torch.Tensor:
@@ -285,22 +269,23 @@ def _frozen_first_channel(grad: torch.Tensor) -> torch.Tensor:
 
 
 def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples], grids: list[int], config: TrainConfig,
-                 *, band_cells: float, distance_bits: int, train_mlp: bool, budget_s: float | None, gen: torch.Generator,
-                 reporter: Reporter, progress: tuple[int, int], session: Session | None = None) -> tuple[int, float]:
+                 *, band_cells: float, codec: DetailCodec, train_mlp: bool, budget_s: float | None, gen: torch.Generator,
+                 reporter: Reporter, progress: tuple[int, int], run: TrainingRun | None = None) -> tuple[int, float]:
     """Fit the grids ``grids`` (and the detail MLP if ``train_mlp``) to the exact distance in each stored band.
 
-    Channel 0 of every node is set to its distance, already rounded to ``distance_bits``, and kept;
+    Channel 0 of every node is set to its distance, already rounded as ``codec`` stores it, and kept;
     the other channels and the MLP learn what that rounding and trilinear reading between nodes
     lose. ``z`` holds the frozen code of each sample set. Each batch is 7/8 stored nodes (what
     decoding at the grid's resolution reads) and 1/8 near-surface points between nodes (what
     other resolutions read). In a multi-process run each rank trains the grids of its own shapes
     on its share of the batch (by stored nodes) and the MLP's gradients are summed over the ranks.
-    Returns (steps done, last loss).
+    The trained grids are left rounded as ``codec`` stores them, so a fresh library equals its
+    file. Returns (steps done, last loss).
     """
-    session = session or Session()
-    cluster, detail = session.cluster, model.detail
+    run = run or TrainingRun()
+    cluster, detail = run.cluster, model.detail
     sets = _detail_sets(model, samples, grids, band_cells, reporter)
-    _store_first_channel(model, sets[0], grids, distance_bits)
+    _store_first_channel(model, sets[0], grids, codec)
     nodes = len(sets[0].x)
     all_nodes = total(nodes, cluster)
     steps = config.detail_steps_for(int(all_nodes))
@@ -315,7 +300,7 @@ def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples]
     if train_mlp:
         optimizers.append(torch.optim.Adam(mlp, lr=config.lr_network))
         base.append([config.lr_network])
-    start, fraction = session.start("detail", model, optimizers, gen)
+    start, fraction = run.start("detail", model, optimizers, gen)
     loss, done = torch.zeros(()), start
     try:
         for step, frac in schedule(steps, budget_s, start, fraction):
@@ -337,9 +322,13 @@ def train_detail(model: CompactSdf, z: torch.Tensor, samples: list[ShapeSamples]
                 opt.step()
             if step % 10 == 0:
                 reporter.report("training detail", progress[0] + int(frac * (progress[1] - progress[0])), progress[1], loss.item())
-                session.step_done("detail", step + 1, frac, model, optimizers, gen)
+                run.step_done("detail", step + 1, frac, model, optimizers, gen)
     finally:
         hook.remove()
+    with torch.no_grad():
+        for g in grids:
+            rows = detail.grid.shape_features(g)
+            rows.copy_(codec.round_trip(rows).to(rows.device))
     return done, loss.item()
 
 

@@ -131,12 +131,6 @@ def validate_mesh(mesh: Mesh, name: str = "mesh") -> Mesh:
     return Mesh(V, F[keep])
 
 
-def surface_area(mesh: Mesh) -> float:
-    """Total triangle area."""
-    V, F = mesh.vertices, mesh.faces
-    return float(0.5 * np.linalg.norm(np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]), axis=1).sum())
-
-
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 
 

@@ -270,23 +270,23 @@ def _cmd_replace(args: argparse.Namespace, console: _Console) -> int:
 
 def _cmd_explore(args: argparse.Namespace, console: _Console) -> int:
     """Variations along principal directions, seeded random variants, or the nearest shapes of a code."""
-    from ..latent import explore
-    from ..api import code_of, decode
+    from ..api import explore
     from ..store.library import Library
     from ..geometry.meshes import save_mesh
 
     library = Library.load(args.library)
     base = {n: float(w or 1) for n, w in (item.partition("=")[::2] for item in args.base)} if args.base else None
-    start = code_of(library, base, args.mode) if base else explore.code_space(library).mean.astype("float32")
-    codes = [(f"variant_seed{seed}", explore.random_code(library, seed, args.spread)) for seed in args.random] \
-        if args.random else [("variation", explore.vary(library, start, args.vary or []))]
+    points = [(f"variant_seed{seed}", {"seed": seed}) for seed in args.random] if args.random \
+        else [("variation", {"amounts": args.vary or []})]
     output = _output_dir(args.output) if args.output else None
-    for stem, code in codes:
-        near = ", ".join(f"{n} ({d:.3f})" for n, d in explore.nearest_shapes(library, code, args.nearest))
+    for stem, point in points:
+        result = explore(library, base, **point, spread=args.spread, nearest=args.nearest, decode_mesh=output is not None,
+                         resolution=args.resolution, mode=args.mode, on_progress=console.progress,
+                         should_stop=console.should_stop)
+        near = ", ".join(f"{n} ({d:.3f})" for n, d in result.nearest)
         line = f"{stem}: nearest shapes {near}"
         if output is not None:
-            mesh = decode(library, code, resolution=args.resolution, like=base, on_progress=console.progress,
-                          should_stop=console.should_stop)
+            mesh = result.mesh
             console.done()
             if len(mesh.faces) == 0:
                 line += " -> no surface at this code (nothing written); try a smaller --spread"
@@ -358,8 +358,9 @@ def _cmd_make_collection(args: argparse.Namespace, console: _Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from ..config import (BLEND_MODES, DEFAULT_CHECKPOINT_MINUTES, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES,
-                         PRESETS, SIZES, DecodeConfig)
+    from ..config import (DEFAULT_CHECKPOINT_MINUTES, DEFAULT_DEVICE, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, DEVICES,
+                         PACES, PRESETS, SIZES, DecodeConfig, EncodeConfig, ExploreConfig)
+    from ..field.blend_modes import BLEND_MODES
 
     defaults = DecodeConfig()
 
@@ -368,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def job_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        p.add_argument("--device", default=DEFAULT_DEVICE, choices=list(DEVICES))
         p.add_argument("--cache", type=Path, default=Path(".cache/samples"), help="ground-truth sample cache (default .cache/samples)")
 
     p = sub.add_parser("encode", help="encode meshes into a latent library")
@@ -380,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, help="train for this many minutes instead of a step count")
     p.add_argument("--add", action="store_true", help="add the meshes to an existing library")
     p.add_argument("--overwrite", action="store_true", help="replace an existing library file")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=EncodeConfig().seed)
     p.add_argument("--checkpoint-every", type=float, default=DEFAULT_CHECKPOINT_MINUTES, metavar="MINUTES",
                    help="save the training state to OUTPUT.ckpt this often (fractions allowed; 0: never; "
                         f"default {DEFAULT_CHECKPOINT_MINUTES:g}, so shorter runs write none)")
@@ -396,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=defaults.resolution)
     p.add_argument("--band", type=float, default=defaults.band, help="detail band half-width of blends, in voxels")
     p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default=DEFAULT_DEVICE, choices=list(DEVICES))
 
     p = sub.add_parser("interpolate", help="decode in-betweens along a path of shapes")
     p.add_argument("library", type=Path)
@@ -444,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random", nargs="*", type=int, metavar="SEED", help="seeded random variants")
     p.add_argument("--spread", type=float, default=DEFAULT_SPREAD,
                    help="how far random variants move from their blend of library shapes, in standard deviations")
-    p.add_argument("--nearest", type=int, default=3, help="how many nearest shapes to list")
+    p.add_argument("--nearest", type=int, default=ExploreConfig().nearest, help="how many nearest shapes to list")
     p.add_argument("--mode", default=defaults.mode, choices=BLEND_MODES)
     p.add_argument("-o", "--output", type=Path, help="decode the codes into this directory")
     p.add_argument("--resolution", type=int, default=defaults.resolution)

@@ -1,13 +1,14 @@
 """Worker protocol: UTF-8 JSON Lines between Blender (client) and ``backend/interfaces/worker.py``.
 
-Stdlib only (and the stdlib-only ``config`` for defaults): Blender imports this module without torch or numpy.
+Stdlib only (and the stdlib-only ``config`` for defaults, ``field.blend_modes`` for the blend modes): Blender
+imports this module without torch or numpy.
 
 Every message is one JSON object on one line and carries ``"v": PROTOCOL_VERSION``.
 
 * Requests (client → worker): ``{"v", "id", "cmd", "args"}`` with ``cmd`` in ``COMMANDS``.
   Each command's ``args`` is one dataclass below (``EncodeArgs``, ``DecodeArgs``, …): the client
   builds it, ``Request.of`` puts it on the wire and the worker reads it back with ``parse_args``,
-  which checks every field's type. The dataclasses hold the only defaults. ``cancel`` names the
+  which checks every field's type. The dataclasses' defaults are config's. ``cancel`` names the
   job to stop (``CancelArgs.job``); ``shutdown`` ends the worker.
 * Events (worker → client): ``{"v", "id", "event", ...}``. ``hello`` is sent once at start (id
   ``""``); ``progress`` any number of times per job; then exactly one terminal event per job id:
@@ -29,7 +30,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from ..config import DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, PACES, DecodeConfig
+from ..config import DEFAULT_DEVICE, DEFAULT_PRESET, DEFAULT_SIZE, PACES, DecodeConfig, EncodeConfig, ExploreConfig, setting
+from ..field.blend_modes import BLEND_MODES
 
 #: Bumped only for incompatible changes; the client refuses a worker that says otherwise.
 PROTOCOL_VERSION = 1
@@ -49,15 +51,19 @@ class ProtocolError(ValueError):
     """A line is not a valid protocol message."""
 
 
-#: Decode defaults of a request that does not name them (grep-able; the engine's config may own them later).
-DEFAULT_RESOLUTION = 256
-DEFAULT_BAND = 3.0
-DEFAULT_BLEND_MODE = "slerp"
-DEFAULT_DEVICE = "auto"
-#: Detail dial of blends (0: coarse shape only, 1: full detail), from the engine's torch-free config.
+#: Defaults of a request that does not name them: the engine's, from its torch-free config.
+DEFAULT_RESOLUTION = DecodeConfig().resolution
+DEFAULT_BAND = DecodeConfig().band
+DEFAULT_BLEND_MODE = DecodeConfig().mode
+#: Detail dial of blends (0: coarse shape only, 1: full detail).
 DEFAULT_DETAIL = DecodeConfig().detail
+#: Triangles each decoded mesh is decimated to (None: all of them).
+DEFAULT_TARGET_FACES = DecodeConfig().target_faces
+DEFAULT_SEED = EncodeConfig().seed
+DEFAULT_SPREAD = ExploreConfig().spread
 #: Nearest library shapes an ``explore`` result lists.
-DEFAULT_NEAREST = 3
+DEFAULT_NEAREST = ExploreConfig().nearest
+_DETAIL = setting(DecodeConfig, "detail")
 
 _Args = TypeVar("_Args", bound="RequestArgs")
 
@@ -77,9 +83,15 @@ class RequestArgs:
 
 
 def _check_detail(args: Any) -> None:
-    """ProtocolError unless ``args.detail`` is a number in 0..1 (the dial of blends)."""
-    if not (isinstance(args.detail, (int, float)) and 0.0 <= args.detail <= 1.0):
-        raise ProtocolError(f"{args.CMD}.detail: expected a number in 0..1, got {args.detail!r}")
+    """ProtocolError unless ``args.detail`` is a number in its range (0..1: the dial of blends)."""
+    if not (isinstance(args.detail, (int, float)) and _DETAIL.contains(args.detail)):
+        raise ProtocolError(f"{args.CMD}.detail: expected a number in {_DETAIL.low}..{_DETAIL.high}, got {args.detail!r}")
+
+
+def _check_mode(args: Any) -> None:
+    """ProtocolError unless ``args.mode`` names a registered blend mode (``field.blend_modes``)."""
+    if not (isinstance(args.mode, str) and args.mode in BLEND_MODES):
+        raise ProtocolError(f"{args.CMD}.mode: expected one of {', '.join(BLEND_MODES)}, got {args.mode!r}")
 
 
 def _check_finite(where: str, values: list[float]) -> None:
@@ -111,7 +123,7 @@ class EncodeArgs(RequestArgs):
     preset: str = DEFAULT_PRESET
     size: str = DEFAULT_SIZE  #: bytes each shape's detail may use (config.SIZES); an add keeps the library's
     steps: int | None = None
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     device: str = DEFAULT_DEVICE
 
 
@@ -153,11 +165,12 @@ class DecodeArgs(RequestArgs):
     band: float = DEFAULT_BAND
     mode: str = DEFAULT_BLEND_MODE
     device: str = DEFAULT_DEVICE
-    target_faces: int | None = None
+    target_faces: int | None = DEFAULT_TARGET_FACES
     detail: float = DEFAULT_DETAIL
 
     def __post_init__(self) -> None:
         _check_detail(self)
+        _check_mode(self)
 
 
 @dataclass
@@ -173,12 +186,13 @@ class InterpolateArgs(RequestArgs):
     band: float = DEFAULT_BAND
     mode: str = DEFAULT_BLEND_MODE
     device: str = DEFAULT_DEVICE
-    target_faces: int | None = None
+    target_faces: int | None = DEFAULT_TARGET_FACES
     detail: float = DEFAULT_DETAIL
     pace: str = DecodeConfig().pace  #: uniform or even (see api.interpolate)
 
     def __post_init__(self) -> None:
         _check_detail(self)
+        _check_mode(self)
         if self.pace not in PACES:
             raise ProtocolError(f"interpolate.pace: expected one of {', '.join(PACES)}, got {self.pace!r}")
 
@@ -211,16 +225,17 @@ class ExploreArgs(RequestArgs):
     mode: str = DEFAULT_BLEND_MODE
     detail: float = DEFAULT_DETAIL
     device: str = DEFAULT_DEVICE
-    target_faces: int | None = None
+    target_faces: int | None = DEFAULT_TARGET_FACES
 
     def __post_init__(self) -> None:
         _check_detail(self)
+        _check_mode(self)
         _check_finite("explore.amounts", self.amounts)
         _check_finite("explore.code", self.code or [])
-        if not (math.isfinite(self.spread) and self.spread >= 0):
-            raise ProtocolError(f"explore.spread: expected a finite number >= 0, got {self.spread!r}")
-        if self.nearest < 0:
-            raise ProtocolError(f"explore.nearest: expected a count >= 0, got {self.nearest!r}")
+        for name in ("spread", "nearest"):
+            allowed, value = setting(ExploreConfig, name), getattr(self, name)
+            if not (math.isfinite(value) and allowed.contains(value)):
+                raise ProtocolError(f"explore.{name}: expected {allowed.low}..{allowed.high}, got {value!r}")
 
 
 @dataclass
@@ -254,7 +269,7 @@ class ReplaceArgs(RequestArgs):
     meshes: str
     library_out: str
     steps: int | None = None
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     device: str = DEFAULT_DEVICE
 
 

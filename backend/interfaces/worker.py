@@ -282,37 +282,19 @@ class Worker:
 
     def cmd_explore(self, job_id: str, args: protocol.ExploreArgs) -> dict[str, Any]:
         """One point of the code space (see ``ExploreArgs``) into ``out``, with its code and nearest shapes."""
-        import numpy as np
-
         from .. import api
-        from ..latent import explore
 
-        library = self._library(args.library)
-        amounts = list(args.amounts)
-        while amounts and amounts[-1] == 0:  # unused sliders, even beyond the library's directions
-            amounts.pop()
-        exact = args.code is None and args.seed is None and args.base is not None and not amounts
-        if args.code is not None:
-            code = np.asarray(args.code, dtype=np.float32)
-        else:
-            if args.seed is not None:
-                start = explore.random_code(library, args.seed, args.spread)
-            elif args.base is not None:
-                start = api.code_of(library, args.base, args.mode)
-            else:
-                start = explore.code_space(library).mean.astype(np.float32)
-            code = explore.vary(library, start, amounts) if amounts else start
-        nearest = explore.nearest_shapes(library, code, args.nearest) if args.nearest else []
-        mesh = api.decode(
-            library, args.base if exact else code, like=None if exact else args.base, resolution=args.resolution,
-            band=args.band, mode=args.mode, detail=args.detail, **self._engine(job_id, args.device),
+        result = api.explore(
+            self._library(args.library), args.base, args.amounts, seed=args.seed, spread=args.spread, code=args.code,
+            nearest=args.nearest, resolution=args.resolution, band=args.band, mode=args.mode, detail=args.detail,
+            **self._engine(job_id, args.device),
         )
         if self.is_cancelled(job_id):
             raise Cancelled("cancelled")
-        target = args.base if exact else "variant"
-        item = _write_decoded(mesh, protocol.DecodeItem(target, args.out), args.target_faces)  # type: ignore[arg-type]
-        return {**item, "code": [float(v) for v in code], "nearest": [[name, round(d, 6)] for name, d in nearest],
-                "directions": len(explore.code_space(library).stds)}
+        target = args.base if result.exact else "variant"
+        item = _write_decoded(result.mesh, protocol.DecodeItem(target, args.out), args.target_faces)  # type: ignore[arg-type]
+        return {**item, "code": [float(v) for v in result.code],
+                "nearest": [[name, round(d, 6)] for name, d in result.nearest], "directions": result.directions}
 
 
 def _load_meshes(path: str, count: int) -> list[Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import DEFAULT_SPREAD, RANDOM_VARIANT_MIX
+from ..config import DEFAULT_SPREAD, RANDOM_VARIANT_MIX, ExploreConfig
 from ..errors import BadInputError
 from ..store.library import Library
 
@@ -65,7 +65,7 @@ def random_code(library: Library, seed: int, spread: float = DEFAULT_SPREAD) -> 
     return vary(library, blend, rng.standard_normal(len(space.stds)) * spread)
 
 
-def nearest_shapes(library: Library, code: np.ndarray, count: int = 3) -> list[tuple[str, float]]:
+def nearest_shapes(library: Library, code: np.ndarray, count: int = ExploreConfig().nearest) -> list[tuple[str, float]]:
     """The ``count`` library shapes whose codes are closest to ``code``, with their distances."""
     codes = library.codes.detach().cpu().numpy()
     code = np.asarray(code, dtype=np.float32)

@@ -2,10 +2,10 @@
 
 One ``.csdf`` file = safetensors tensors + JSON metadata (see ``library_meta``), written
 atomically (temporary file, fsync, rename). Shape ``i`` owns code row ``i`` and detail grid ``i``,
-stored compactly (``field.codec``: a compressed node mask and quantised, compressed features), so
-removing a shape drops everything it stored. Loading never executes code, checks every declared
-size against bounds and against the file's tensors before allocating anything, and validates
-every tensor.
+stored compactly by ``field.codec.DetailCodec`` (a compressed node mask and quantised, compressed
+features), so removing a shape drops everything it stored. Loading never executes code, checks
+every declared size against bounds and against the file's tensors before allocating anything,
+and validates every tensor.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ import torch
 
 from .. import __version__
 from ..atomic_io import atomic_write
-from ..config import ModelConfig, Preset, SampleConfig, StorageConfig, TrainConfig
+from ..config import ModelConfig, Preset, SampleConfig, TrainConfig
 from ..errors import LibraryError
 from .library_meta import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, OLDEST_READABLE_VERSION, read_header, read_library_meta
 from ..geometry.meshes import Normalization
 from ..field.model import CompactSdf
-from ..field.codec import pack_shape, unpack_shape
+from ..field.codec import DetailCodec
 
-_SHAPE_TENSORS = ("nodes", "features", "scales")
 #: safetensors dtype codes as people know them, for messages.
 _DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
                 "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
@@ -125,10 +124,9 @@ class Library:
         tensors.update({k: v.detach().float().cpu().contiguous() for k, v in _network_tensors(self.model).items()})
         detail_bytes = [0] * len(self.shapes)
         if self.model.detail is not None:
-            grid, storage = self.model.detail.grid, self.preset.storage
+            grid, codec = self.model.detail.grid, DetailCodec.of(self.preset.storage)
             for i in range(len(self.shapes)):
-                packed = pack_shape(grid.keys[i].numpy(), grid.shape_features(i), grid.resolution,
-                                    storage.feature_bits, storage.zstd_level, storage.distance_bits)
+                packed = codec.pack(grid.keys[i].numpy(), grid.shape_features(i), grid.resolution)
                 tensors.update({f"shape{i}.{k}": torch.from_numpy(v.copy()) for k, v in packed.items()})
                 detail_bytes[i] = sum(v.nbytes for v in packed.values())
         return tensors, detail_bytes
@@ -155,13 +153,14 @@ class Library:
         try:
             preset = Preset(str(meta["preset"]), SampleConfig.from_dict(meta["sample"]),
                             ModelConfig.from_dict(meta["model"], strict=True), TrainConfig.from_dict(meta["train"]),
-                            _storage_config(meta["storage"]))
+                            DetailCodec.settings(meta["storage"]))
             shapes = [ShapeEntry(s["name"], Normalization.from_dict(s["transform"]), str(s.get("source_sha256", "")),
                                  dict(s.get("stats", {}))) for s in meta["shapes"]]
             node_counts = [int(s.get("nodes", 0)) for s in meta["shapes"]]
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise LibraryError(f"{path}: the library metadata is invalid ({exc})") from exc
-        _check_declared_sizes(path, preset.model, len(shapes), node_counts)
+        codec = DetailCodec.of(preset.storage)
+        _check_declared_sizes(path, preset.model, codec, len(shapes), node_counts)
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -178,9 +177,9 @@ class Library:
         if model.detail is not None:
             keys, features = [], []
             for i, count in enumerate(node_counts):
-                stored = {k: tensors[f"shape{i}.{k}"].numpy() for k in _SHAPE_TENSORS}
-                k, f = unpack_shape(stored, preset.model.grid_resolution, preset.model.grid_channels,
-                                    preset.storage.feature_bits, count, f"{path}: shape {shapes[i].name!r}")
+                stored = {k: tensors[f"shape{i}.{k}"].numpy() for k in codec.TENSORS}
+                k, f = codec.unpack(stored, preset.model.grid_resolution, preset.model.grid_channels, count,
+                                    f"{path}: shape {shapes[i].name!r}")
                 keys.append(k)
                 features.append(f)
             model.detail.grid.set_shapes(keys, features)
@@ -195,7 +194,7 @@ def _network_tensors(model: CompactSdf) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k != "detail.grid.features"}
 
 
-def _expected_shapes(config: ModelConfig, shape_count: int) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(config: ModelConfig, codec: DetailCodec, shape_count: int) -> dict[str, tuple[int, ...]]:
     """Every tensor name the file must hold with its shape (blobs: None), computed without allocating."""
     with torch.device("meta"):
         model = CompactSdf(config)
@@ -203,14 +202,15 @@ def _expected_shapes(config: ModelConfig, shape_count: int) -> dict[str, tuple[i
     shapes["codes"] = (shape_count, config.code_size)
     if config.detail:
         for i in range(shape_count):
-            shapes.update({f"shape{i}.nodes": None, f"shape{i}.features": None, f"shape{i}.scales": (config.grid_channels,)})
+            shapes.update({f"shape{i}.{k}": v for k, v in codec.tensor_shapes(config.grid_channels).items()})
     return shapes  # type: ignore[return-value]
 
 
-def _check_declared_sizes(path: str | Path, config: ModelConfig, shape_count: int, node_counts: list[int]) -> None:
+def _check_declared_sizes(path: str | Path, config: ModelConfig, codec: DetailCodec, shape_count: int,
+                          node_counts: list[int]) -> None:
     """The file's tensors must be exactly those the metadata implies, before any of them is read."""
     header = {k: v for k, v in read_header(path).items() if k != "__metadata__"}
-    expected = _expected_shapes(config, shape_count)
+    expected = _expected_shapes(config, codec, shape_count)
     if set(header) != set(expected):
         missing, extra = sorted(set(expected) - set(header))[:5], sorted(set(header) - set(expected))[:5]
         raise LibraryError(f"{path}: the tensors do not match the metadata (missing {missing}, extra {extra})")
@@ -244,11 +244,3 @@ def _check_tensors(path: str | Path, tensors: dict[str, torch.Tensor], expected:
 def history_entry(kind: str, names: list[str], stats: dict) -> dict:
     """A record of one encode/add/remove/rename/replace run for the library's history."""
     return {"kind": kind, "shapes": names, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **stats}
-
-
-def _storage_config(data: object) -> StorageConfig:
-    """StorageConfig of a file; files written before ``distance_bits`` existed stored channel 0 at
-    ``feature_bits``, so re-saving them keeps every old shape's values exactly."""
-    if isinstance(data, dict) and "distance_bits" not in data and data.get("feature_bits") in (4, 5, 6, 7, 8):
-        data = {**data, "distance_bits": data["feature_bits"]}
-    return StorageConfig.from_dict(data)  # type: ignore[arg-type]

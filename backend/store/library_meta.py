@@ -12,6 +12,7 @@ import json
 import struct
 from pathlib import Path
 
+from ..config import ModelConfig, SampleConfig, TrainConfig, setting
 from ..errors import CompactSdfError, LibraryError
 from ..names import validate_shape_name
 
@@ -22,14 +23,16 @@ OLDEST_READABLE_VERSION = 2
 METADATA_KEY = "compact_sdf"
 _MAX_HEADER_BYTES = 64 * 1024 * 1024
 
-#: Sane upper bounds of declared sizes, checked before anything is allocated from them: far
-#: above every preset, far below what would exhaust memory. section -> key -> (min, max).
+#: The declared sizes that memory is allocated from, checked before anything is: each must lie in
+#: its setting's range in ``config`` (far above every preset, far below what would exhaust memory),
+#: the ranges ``Library.load`` enforces too. section -> key -> (min, max).
+_SIZED = {"model": (ModelConfig, ("code_size", "pe_frequencies", "coarse_width", "coarse_depth", "grid_resolution",
+                                  "grid_channels", "detail_width", "detail_depth")),
+          "sample": (SampleConfig, ("grid_resolution", "surface_points", "wide_points", "uniform_points")),
+          "train": (TrainConfig, ("band_batch", "point_batch", "detail_batch"))}
 SIZE_LIMITS: dict[str, dict[str, tuple[int, int]]] = {
-    "model": {"code_size": (1, 4096), "pe_frequencies": (0, 16), "coarse_width": (1, 8192), "coarse_depth": (1, 64),
-              "grid_resolution": (2, 1024), "grid_channels": (1, 256), "detail_width": (1, 8192), "detail_depth": (1, 64)},
-    "sample": {"grid_resolution": (2, 1024), "surface_points": (0, 1 << 26), "wide_points": (0, 1 << 26),
-               "uniform_points": (0, 1 << 26)},
-    "train": {"band_batch": (1, 1 << 24), "point_batch": (1, 1 << 24), "detail_batch": (1, 1 << 24)},
+    section: {key: (int(setting(cls, key).low), int(setting(cls, key).high)) for key in keys}  # type: ignore[arg-type]
+    for section, (cls, keys) in _SIZED.items()
 }
 MAX_SHAPES = 1_000_000
 

@@ -230,38 +230,40 @@ def _random_shape(resolution=16, count=300, channels=3, seed=0):
     return keys, torch.from_numpy(rng.normal(size=(count, channels)).astype(np.float32))
 
 
+def _codec(bits):
+    """A codec that stores every channel, channel 0 too, at ``bits`` (zstd level 3)."""
+    from backend.field.codec import DetailCodec
+
+    return DetailCodec(bits, bits, 3)
+
+
 @pytest.mark.parametrize("bits", [8, 16])
 def test_storage_round_trip(bits):
-    from backend.field.codec import pack_shape, round_trip, unpack_shape
-
     keys, features = _random_shape()
-    packed = pack_shape(keys, features, 16, bits, 3)
-    assert set(packed) == {"nodes", "features", "scales"}
+    codec = _codec(bits)
+    packed = codec.pack(keys, features, 16)
+    assert tuple(packed) == codec.TENSORS == ("nodes", "features", "scales")
     assert packed["nodes"].dtype == packed["features"].dtype == np.uint8 and packed["scales"].dtype == np.float32
-    back_keys, back = unpack_shape(packed, 16, 3, bits, len(keys), "shape")
+    back_keys, back = codec.unpack(packed, 16, 3, len(keys), "shape")
     np.testing.assert_array_equal(back_keys, keys)
-    assert torch.equal(back, round_trip(features, bits))  # exactly what a fresh library holds
+    assert torch.equal(back, codec.round_trip(features))  # exactly what a fresh library holds
     step = features.abs().max(0).values / 127 if bits == 8 else features.abs() * 2**-10
     assert torch.all((back - features).abs() <= step / 2 + 1e-7)
-    assert torch.equal(round_trip(back, bits), back)  # quantising again changes nothing
+    assert torch.equal(codec.round_trip(back), back)  # quantising again changes nothing
 
 
 def test_storage_empty_and_zero_shapes():
-    from backend.field.codec import pack_shape, unpack_shape
-
-    empty = pack_shape(np.zeros(0, dtype=np.int64), torch.zeros(0, 2), 8, 8, 3)
-    keys, features = unpack_shape(empty, 8, 2, 8, 0, "empty")
+    empty = _codec(8).pack(np.zeros(0, dtype=np.int64), torch.zeros(0, 2), 8)
+    keys, features = _codec(8).unpack(empty, 8, 2, 0, "empty")
     assert len(keys) == 0 and features.shape == (0, 2)
-    zeros = pack_shape(np.array([5, 9]), torch.zeros(2, 2), 8, 8, 3)
+    zeros = _codec(8).pack(np.array([5, 9]), torch.zeros(2, 2), 8)
     np.testing.assert_array_equal(zeros["scales"], [1.0, 1.0])  # no division by zero
-    assert torch.equal(unpack_shape(zeros, 8, 2, 8, 2, "zeros")[1], torch.zeros(2, 2))
+    assert torch.equal(_codec(8).unpack(zeros, 8, 2, 2, "zeros")[1], torch.zeros(2, 2))
 
 
 def test_storage_corrupt_blobs_raise_library_error():
-    from backend.field.codec import pack_shape, unpack_shape
-
     keys, features = _random_shape()
-    packed = pack_shape(keys, features, 16, 8, 3)
+    packed = _codec(8).pack(keys, features, 16)
     cases = {
         "flipped mask": {**packed, "nodes": np.bitwise_xor(packed["nodes"], np.uint8(0x5A))},
         "truncated mask": {**packed, "nodes": packed["nodes"][:-4]},
@@ -274,15 +276,15 @@ def test_storage_corrupt_blobs_raise_library_error():
     }
     for what, stored in cases.items():
         try:
-            unpack_shape(stored, 16, 3, 8, len(keys), "shape x")
+            _codec(8).unpack(stored, 16, 3, len(keys), "shape x")
         except LibraryError as exc:
             assert "shape x" in str(exc), what
         else:
             pytest.fail(f"{what} was accepted")
     with pytest.raises(LibraryError, match="metadata says 299"):
-        unpack_shape(packed, 16, 3, 8, len(keys) - 1, "shape x")
+        _codec(8).unpack(packed, 16, 3, len(keys) - 1, "shape x")
     with pytest.raises(LibraryError):  # a 16^3 mask read as a 32^3 one
-        unpack_shape(packed, 32, 3, 8, len(keys), "shape x")
+        _codec(8).unpack(packed, 32, 3, len(keys), "shape x")
 
 
 def _zstd_frame_declaring(size: int) -> np.ndarray:
@@ -294,16 +296,14 @@ def _zstd_frame_declaring(size: int) -> np.ndarray:
 def test_blob_declaring_a_huge_size_is_refused_before_allocating(saved, tmp_path):
     import zstandard
 
-    from backend.field.codec import pack_shape, unpack_shape
-
     huge = _zstd_frame_declaring(1 << 40)
     assert zstandard.frame_content_size(huge.tobytes()) == 1 << 40
     keys, features = _random_shape()
-    packed = pack_shape(keys, features, 16, 8, 3)
+    packed = _codec(8).pack(keys, features, 16)
     start = time.perf_counter()
     for blob in ("nodes", "features"):
         with pytest.raises(LibraryError, match="declares 1099511627776 bytes"):
-            unpack_shape({**packed, blob: huge}, 16, 3, 8, len(keys), "shape x")
+            _codec(8).unpack({**packed, blob: huge}, 16, 3, len(keys), "shape x")
     # the same frame inside a library file
     path = _forge(saved, tmp_path / "huge.csdf", change_tensors=lambda t: t.update({"shape0.nodes": torch.from_numpy(huge.copy())}))
     with pytest.raises(LibraryError, match="declares"):
@@ -315,13 +315,11 @@ def test_feature_bits_setting_is_honoured(tiny_library, tmp_path):
     """A library stored with float16 features round-trips exactly too."""
     from dataclasses import replace
 
-    from backend.field.codec import round_trip
-
     lib = tiny_library.copy()
     lib.preset = replace(lib.preset, storage=replace(lib.preset.storage, feature_bits=16))
     grid = lib.model.detail.grid
     with torch.no_grad():
-        grid.features.copy_(round_trip(grid.features, 16))
+        grid.features.copy_(_codec(16).round_trip(grid.features))
     lib.save(tmp_path / "f16.csdf")
     back = Library.load(tmp_path / "f16.csdf")
     assert back.preset.storage.feature_bits == 16
@@ -340,11 +338,10 @@ def test_feature_widths_outside_int8_or_float16_are_refused():
 def test_every_accepted_feature_width_round_trips(bits):
     """Stored features are within half a quantisation step of the trained ones at every accepted width."""
     from backend.config import StorageConfig, check_ranges
-    from backend.field.codec import round_trip
 
     check_ranges(StorageConfig(feature_bits=bits))
     features = torch.linspace(-1.5, 1.5, 31).reshape(-1, 1).repeat(1, 2) * torch.tensor([1.0, 0.01])
-    error = (round_trip(features, bits) - features).abs().max(0).values
+    error = (_codec(bits).round_trip(features) - features).abs().max(0).values
     if bits == 16:
         assert torch.all(error <= features.abs().max(0).values * 2**-11)
     else:

@@ -9,6 +9,8 @@ import bpy
 import numpy as np
 import pytest
 
+from backend.config import ExploreConfig
+
 RESOLUTION = 40
 
 
@@ -52,21 +54,21 @@ def test_detail_dial_reaches_blends_and_is_recorded(addon, lib):
         obj = bpy.data.objects["csdf_blend"]
         assert obj["csdf"]["detail"] == detail
         recipe = addon.operators.recipe.read(obj)
-        assert recipe["names"] == ["ball", "brick"] and recipe["weights"] == pytest.approx([0.8, 0.2])
-        assert recipe["detail"] == detail and recipe["resolution"] == RESOLUTION
+        assert recipe.names == ["ball", "brick"] and recipe.weights == pytest.approx([0.8, 0.2])
+        assert recipe.detail == detail and recipe.resolution == RESOLUTION
         meshes[detail] = _vertices(addon, obj)
         obj.name = f"blend_{detail}"
     assert meshes[0.0].shape != meshes[1.0].shape or not np.allclose(meshes[0.0], meshes[1.0]), "detail has no effect"
     settings.detail, settings.interp_count = 0.5, 3
     assert bpy.ops.csdf.interpolate(mode="PATH") == {"FINISHED"}
     middle = addon.operators.recipe.read(bpy.data.objects["csdf_interp_01"])
-    assert middle["weights"] == pytest.approx([0.5, 0.5]) and middle["detail"] == 0.5
+    assert middle.weights == pytest.approx([0.5, 0.5]) and middle.detail == 0.5
     # an evenly paced path stores the weights of where each in-between really sits
     settings.interp_pace = "even"
     assert bpy.ops.csdf.interpolate(mode="PATH") == {"FINISHED"}
     paced = bpy.data.objects["csdf_interp_01.001"]
     position = paced["csdf"]["position"]
-    assert addon.operators.recipe.read(paced)["weights"] == pytest.approx([1 - position, position])
+    assert addon.operators.recipe.read(paced).weights == pytest.approx([1 - position, position])
     settings.interp_pace = "uniform"
 
 
@@ -89,8 +91,10 @@ def test_variation_previews_live_then_keep_and_redecode(addon, lib, h):
 
     shown = bpy.data.objects[preview.PREVIEW_NAME]
     recipe = recipe_module.read(shown)
-    assert recipe["names"] == ["ball"] and recipe["amounts"] == [1.5, 0.0] and not recipe["random"]
-    assert recipe["resolution"] == RESOLUTION and len(recipe["code"]) == settings.shapes["ball"].code_size
+    assert recipe.names == ["ball"] and recipe.amounts == [1.5, 0.0] and not recipe.random
+    assert recipe.resolution == RESOLUTION and len(recipe.code) == settings.shapes["ball"].code_size
+    stored = shown[recipe_module.RECIPE_KEY].to_dict()  # the plain form older .blend files hold
+    assert stored == recipe.to_dict() and recipe_module.Recipe.from_dict(stored) == recipe
     state = bpy.context.window_manager.csdf_explore
     assert state.directions == 2 and recipe_module.variation_count(bpy.context) == 2
     assert [item.name for item in state.nearest][:1] and state.nearest[0].distance > 0
@@ -111,8 +115,8 @@ def test_variation_previews_live_then_keep_and_redecode(addon, lib, h):
     h.select(kept)
     assert ("operator", "csdf.redecode") in h.draw(addon.panels.main.CSDF_PT_explore.draw, bpy.context)
     assert bpy.ops.csdf.redecode(resolution=48) == {"FINISHED"}
-    assert bpy.data.objects.get("csdf_variant") is kept and recipe_module.read(kept)["resolution"] == 48
-    direct = api.decode(Library.load(lib.path), np.array(recipe["code"], dtype=np.float32), like={"ball": 1.0},
+    assert bpy.data.objects.get("csdf_variant") is kept and recipe_module.read(kept).resolution == 48
+    direct = api.decode(Library.load(lib.path), np.array(recipe.code, dtype=np.float32), like={"ball": 1.0},
                         resolution=48, device="cpu")
     np.testing.assert_allclose(_vertices(addon, kept), direct.vertices, atol=1e-5)
 
@@ -130,15 +134,15 @@ def test_random_variant_is_reproducible_and_lists_its_nearest_shapes(addon, lib)
     first = bpy.data.objects["csdf_random_5"]
     assert bpy.ops.csdf.explore_decode(object_name="again") == {"FINISHED"}
     again = bpy.data.objects["again"]
-    codes = [recipe_module.read(obj)["code"] for obj in (first, again)]
+    codes = [recipe_module.read(obj).code for obj in (first, again)]
     assert codes[0] == codes[1] and len(codes[0]) == settings.shapes[0].code_size
     np.testing.assert_array_equal(_vertices(addon, first), _vertices(addon, again))
-    assert recipe_module.read(first)["random"] and recipe_module.read(first)["seed"] == 5
+    assert recipe_module.read(first).random and recipe_module.read(first).seed == 5
     assert "nearest shapes" in bpy.context.window_manager.csdf_job.last_result
 
     assert bpy.ops.csdf.explore_random() == {"FINISHED"} and settings.explore_seed == 6, "next press: next seed"
     assert bpy.ops.csdf.explore_decode() == {"FINISHED"}
-    assert recipe_module.read(bpy.data.objects["csdf_random_6"])["code"] != codes[0]
+    assert recipe_module.read(bpy.data.objects["csdf_random_6"]).code != codes[0]
 
     settings.explore_source = "SHAPE"
     settings.active_shape = [item.name for item in settings.shapes].index("brick")
@@ -146,7 +150,7 @@ def test_random_variant_is_reproducible_and_lists_its_nearest_shapes(addon, lib)
     assert bpy.ops.csdf.explore_decode() == {"FINISHED"}
     state = bpy.context.window_manager.csdf_explore
     assert state.nearest[0].name == "brick" and state.nearest[0].distance == pytest.approx(0.0, abs=1e-6)
-    assert len(state.nearest) == settings.nearest_count == 3
+    assert len(state.nearest) == settings.nearest_count == ExploreConfig().nearest
 
 
 def test_explore_needs_a_start(addon, lib):
@@ -173,20 +177,20 @@ def test_cli_explore_and_interpolate_detail(addon, lib, tmp_path, capsys):
     assert "nearest shapes" in capsys.readouterr().out
     variant = bpy.data.objects["csdf_variant"]
     recipe = recipe_module.read(variant)
-    assert recipe["names"] == ["ball"] and recipe["amounts"] == [1.0, -0.5] and recipe["resolution"] == 32
+    assert recipe.names == ["ball"] and recipe.amounts == [1.0, -0.5] and recipe.resolution == 32
     assert (out / "csdf_variant.obj").is_file()
     assert bpy.context.scene.csdf.live_preview, "the CLI restores Live Preview"
 
     bpy.ops.wm.read_homefile(use_empty=True)
     assert run(["explore", "--library", library, "--random", "3", "4", "--resolution", "32"]) == 0
     assert sorted(o.name for o in bpy.data.objects) == ["csdf_random_3", "csdf_random_4"]
-    assert recipe_module.read(bpy.data.objects["csdf_random_3"])["seed"] == 3
+    assert recipe_module.read(bpy.data.objects["csdf_random_3"]).seed == 3
 
     bpy.ops.wm.read_homefile(use_empty=True)
     argv = ["interpolate", "--library", library, "--shapes", "ball", "brick", "--weights", "0.7", "0.3",
             "--detail", "0.25", "--resolution", "32"]
     assert run(argv) == 0
-    assert recipe_module.read(bpy.data.objects["csdf_blend"])["detail"] == 0.25
+    assert recipe_module.read(bpy.data.objects["csdf_blend"]).detail == 0.25
 
     assert run(["explore", "--library", library, "--detail", "2"]) == 2
     assert run(["explore", "--library", library, "--vary", "1", "1", "1", "1", "1"]) == 2

@@ -53,7 +53,7 @@ def test_relative_path_in_an_unsaved_file_is_refused_before_any_work(addon, h, t
     assert (set(jobs.iterdir()) if jobs.exists() else set()) == before, "job folder left behind"
     assert not (Path(addon.__file__).parent / "shapes.csdf").exists()
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
-    resolved = addon.operators.common.library_file(bpy.context.scene.csdf, must_exist=False)
+    resolved = addon.operators.scene_library.library_file(bpy.context.scene.csdf, must_exist=False)
     assert resolved == tmp_path / "shapes.csdf"
 
 

@@ -130,7 +130,7 @@ def test_heatmap_shows_in_solid_and_material_preview(addon, lib):
     attributes = mesh.color_attributes
     assert attributes.active_color.name == attributes[attributes.render_color_index].name == "csdf_fidelity"
     material = mesh.materials[0]
-    assert material.name == addon.operators.common.HEATMAP_MATERIAL
+    assert material.name == addon.operators.results.HEATMAP_MATERIAL
     attribute = next(n for n in material.node_tree.nodes if n.type == "ATTRIBUTE")
     assert attribute.attribute_name == "csdf_fidelity"
     assert any(link.from_node == attribute and link.to_socket.name == "Base Color" for link in material.node_tree.links)

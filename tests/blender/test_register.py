@@ -10,6 +10,8 @@ from pathlib import Path
 import addon_utils
 import bpy
 
+from backend.config import DecodeConfig
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -25,7 +27,7 @@ def test_disable_enable_twice(addon, h):
         assert not hasattr(bpy.types.Scene, "csdf")
         addon_utils.enable(h.ADDON, default_set=True, handle_error=_raise)
         assert h.ADDON in bpy.context.preferences.addons
-        assert bpy.context.scene.csdf.resolution == 128
+        assert bpy.context.scene.csdf.resolution == DecodeConfig().interactive_resolution
         assert "csdf.encode_selected" in _registered_ops()
 
 
