@@ -2,8 +2,9 @@
 
 The pipeline, bottom to top; a package imports only those listed before it:
 
-- ``config``, ``errors``, ``progress``, ``names``, ``atomic_io``: settings, exceptions, progress and
-  cancellation, shape names, crash-safe files (used by every layer);
+- ``config``, ``errors``, ``progress``, ``names``, ``atomic_io``, ``lifecycle``, ``memory``: settings,
+  exceptions, progress and cancellation, shape names, crash-safe files, helper processes that end
+  with their parent, the memory a job may take (used by every layer);
 - ``geometry``: meshes, exact signed distances and samples, metrics;
 - ``field``: the two-branch network, training and decoding;
 - ``store``: the library file and each shape's stored detail;

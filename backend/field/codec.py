@@ -102,9 +102,10 @@ class DetailCodec:
                what: str) -> tuple[np.ndarray, torch.Tensor]:
         """(sorted node keys, features (k, C)) of one shape from its stored arrays; LibraryError
         (naming ``what``) if they are inconsistent."""
-        mask = np.unpackbits(np.frombuffer(_decompress(stored["nodes"], (resolution**3 + 7) // 8, f"{what} node mask"),
-                                           np.uint8), count=resolution**3).astype(bool)
-        keys = np.flatnonzero(mask)
+        packed = np.frombuffer(_decompress(stored["nodes"], (resolution**3 + 7) // 8, f"{what} node mask"), np.uint8)
+        if resolution**3 % 8 and packed[-1] & (0xFF >> resolution**3 % 8):
+            raise LibraryError(f"{what} node mask marks nodes beyond its {resolution}^3 lattice")
+        keys = np.flatnonzero(np.unpackbits(packed, count=resolution**3))
         if len(keys) != node_count:
             raise LibraryError(f"{what} has {len(keys)} nodes, its metadata says {node_count}")
         dtype = np.float16 if self.feature_bits == 16 else np.int8
@@ -112,8 +113,11 @@ class DetailCodec:
         values = np.frombuffer(raw, dtype)
         values = _undelta(values, node_count, channels) if dtype == np.int8 else values.reshape(node_count, channels)
         scales = stored["scales"]
-        if scales.shape != (channels,) or scales.dtype != np.float32 or not np.all(np.isfinite(scales)):
-            raise LibraryError(f"{what} feature scales are invalid")
+        # pack writes positive finite scales (ones for float16): a zero, negative or NaN one is forged
+        if scales.shape != (channels,) or scales.dtype != np.float32 or not np.all(np.isfinite(scales) & (scales > 0)) \
+                or (self.feature_bits == 16 and not np.all(scales == 1)):
+            raise LibraryError(f"{what} feature scales are invalid (each must be a positive number"
+                               f"{', 1 for float16 features' if self.feature_bits == 16 else ''})")
         features = _dequantize(values, scales)
         if not torch.isfinite(features).all():
             raise LibraryError(f"{what} features hold NaN or infinite values")
@@ -147,7 +151,8 @@ def _decompress(blob: np.ndarray, size: int, what: str) -> bytes:
         declared = zstandard.frame_content_size(blob.tobytes())
         if declared != size:
             raise LibraryError(f"{what} declares {declared} bytes, expected {size}")
-        data = zstandard.ZstdDecompressor().decompress(blob.tobytes(), max_output_size=size)
+        # one frame and nothing after it: a second frame or trailing bytes (a mask longer than its lattice) are forged
+        data = zstandard.ZstdDecompressor().decompress(blob.tobytes(), max_output_size=size, allow_extra_data=False)
     except zstandard.ZstdError as exc:
         raise LibraryError(f"{what} is corrupt ({exc})") from exc
     if len(data) != size:

@@ -27,10 +27,33 @@ from ..geometry.sampling import lattice_points, lattice_spacing
 
 _CHUNK = 65_536
 
+#: Peak host memory per lattice node of each way of decoding, in bytes: VmHWM growth measured at
+#: 192³ and 320³ on a CPU, rounded up. ``shape``: an encoded shape's own band (float32 volume,
+#: band mask, region labels, signs, marching cubes); ``codes``: a blend of codes (the upsampled
+#: coarse lattice and its copy, the band); ``fields``: a blend of the shapes' own distance fields
+#: (each shape's volume and its Euclidean distance transform, float64 with int32 indices).
+BYTES_PER_NODE = {"shape": 28, "codes": 24, "fields": 84}
+
+
+def check_memory(resolution: int, kind: str) -> None:
+    """BadInputError, before anything is allocated, if decoding at ``resolution``³ the ``kind``
+    way (see ``BYTES_PER_NODE``) needs more memory than is available, naming the largest lattice that fits."""
+    from .. import memory
+
+    per_node = BYTES_PER_NODE[kind]
+
+    def hint(available: int) -> str:
+        fits = int((available / per_node) ** (1 / 3))
+        return (f"lower the resolution (about {fits} fits now) or free some memory" if fits >= 16
+                else "free some memory and try again")
+
+    memory.require(per_node * float(resolution) ** 3, f"decoding at {resolution}³", hint)
+
 
 @dataclass
 class DecodedMesh:
-    """A decoded surface in the requested coordinates: vertices/normals float32, faces int32."""
+    """A decoded surface in the requested coordinates: vertices float64 (a shape's own units may
+    sit far from the origin or be tiny: float32 would lose them), normals float32, faces int32."""
 
     vertices: np.ndarray
     faces: np.ndarray

@@ -8,12 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_io import atomic_write
 from ..errors import BadMeshError
 
 #: Longest side of a shape's bounding box once normalised (DESIGN §3): fits in [-0.9, 0.9]^3.
 NORMALIZED_EXTENT = 1.8
 #: Larger coordinates are refused: products of two of them must stay finite in float64.
 MAX_COORDINATE = 1e150
+#: Smaller meshes (longest side) are refused: squares of their sizes, and the decoded surface's
+#: detail (a 1e-8 part of the size) back in their units, must stay normal float64 numbers.
+MIN_EXTENT = 1e-150
+#: The scales ``normalization`` can produce (meshes of extent MIN_EXTENT..2·MAX_COORDINATE); a
+#: stored transform outside them is forged, and inverting it could give infinite coordinates.
+MIN_SCALE, MAX_SCALE = NORMALIZED_EXTENT / (2 * MAX_COORDINATE), NORMALIZED_EXTENT / MIN_EXTENT
 #: A mesh thinner than this (relative to its longest side) counts as flat.
 FLAT_TOLERANCE = 1e-6
 #: Vertices closer than this (relative to the longest side) are merged when a file is read.
@@ -65,10 +72,20 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, data: dict) -> Normalization:
-        center = tuple(float(c) for c in data["center"])
-        scale = float(data["scale"])
-        if len(center) != 3 or not np.all(np.isfinite(center)) or not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"invalid normalization {data!r}")
+        """ValueError unless ``data`` holds what ``normalization`` can produce: a centre of three
+        numbers within MAX_COORDINATE and a scale a mesh of extent MIN_EXTENT..2·MAX_COORDINATE
+        gets, so that inverting it keeps every coordinate finite (JSON numbers only: no strings, no booleans)."""
+        center, scale = data["center"], data["scale"]
+
+        def number(value: object) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+        if not (isinstance(center, list | tuple) and len(center) == 3 and all(number(c) for c in center) and number(scale)):
+            raise ValueError(f"invalid normalization {data!r}: needs a centre of three numbers and a numeric scale")
+        center, scale = tuple(float(c) for c in center), float(scale)
+        if max(abs(c) for c in center) > MAX_COORDINATE or not MIN_SCALE <= scale <= MAX_SCALE:
+            raise ValueError(f"invalid normalization {data!r}: centre beyond {MAX_COORDINATE:.0e} or scale outside "
+                             f"{MIN_SCALE:.3g}..{MAX_SCALE:.3g}")
         return cls(center=center, scale=scale)  # type: ignore[arg-type]
 
 
@@ -79,7 +96,7 @@ def normalization(vertices: np.ndarray, name: str = "mesh") -> Normalization:
     if not extent > 0:
         raise BadMeshError(f"{name}: all vertices coincide; the mesh has no size")
     scale = NORMALIZED_EXTENT / extent
-    if not np.isfinite(scale):
+    if not np.isfinite(scale) or extent < MIN_EXTENT:
         raise BadMeshError(f"{name}: the mesh is too small to normalise (size {extent:.3g}); scale it up before encoding")
     return Normalization(center=tuple(float(c) for c in (lo + hi) / 2), scale=scale)
 
@@ -179,14 +196,98 @@ def load_mesh(path: str | Path) -> Mesh:
     return merge_vertices(Mesh(np.asarray(loaded.vertices), np.asarray(loaded.faces)), str(path))
 
 
-def save_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None) -> None:
-    """Write a mesh (format from the suffix), atomically; BadMeshError for an empty mesh."""
-    import trimesh
+#: OBJ and OFF write each coordinate with enough significant digits to be exact to this part of the
+#: mesh's size (far below a decoded lattice voxel), up to float64's 17 where that takes more (a mesh
+#: far from the origin); PLY stores float64 coordinates.
+TEXT_TOLERANCE = 1e-9
+#: Other formats (STL, glTF) store float32: a mesh that float32 would move by more than this part of
+#: its size (one far from the origin, or beyond float32's range) is refused there.
+FLOAT32_TOLERANCE = 1e-5
+_ROWS_PER_WRITE = 65_536
 
+
+def _coordinate_digits(vertices: np.ndarray) -> int:
+    """Significant digits (9..17) that keep every coordinate within TEXT_TOLERANCE of the mesh's size."""
+    extent = float(np.ptp(vertices, axis=0).max())
+    largest = float(np.abs(vertices).max())
+    if not extent > 0 or not largest > 0:
+        return 17
+    return int(np.clip(1 + np.ceil(np.log10(0.5 * largest / (TEXT_TOLERANCE * extent))), 9, 17))
+
+
+def _write_rows(handle, row_format: str, rows: np.ndarray) -> None:
+    """``rows`` (k, c) as text, one ``row_format`` line each, a block of rows per write."""
+    for start in range(0, len(rows), _ROWS_PER_WRITE):
+        block = rows[start : start + _ROWS_PER_WRITE]
+        handle.write((row_format * len(block)) % tuple(block.ravel().tolist()))
+
+
+def _write_obj(tmp: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None) -> None:
+    number = f"%.{_coordinate_digits(vertices)}g"
+    with open(tmp, "w", encoding="ascii", newline="\n") as handle:
+        handle.write("# Compact SDF\n")
+        _write_rows(handle, f"v {number} {number} {number}\n", vertices)
+        if normals is not None:
+            _write_rows(handle, "vn %.9g %.9g %.9g\n", normals)
+            _write_rows(handle, "f %d//%d %d//%d %d//%d\n", np.repeat(faces + 1, 2, axis=1))
+        else:
+            _write_rows(handle, "f %d %d %d\n", faces + 1)
+
+
+def _write_off(tmp: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    number = f"%.{_coordinate_digits(vertices)}g"
+    with open(tmp, "w", encoding="ascii", newline="\n") as handle:
+        handle.write(f"OFF\n{len(vertices)} {len(faces)} 0\n")
+        _write_rows(handle, f"{number} {number} {number}\n", vertices)
+        _write_rows(handle, "3 %d %d %d\n", faces)
+
+
+def _write_ply(tmp: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None) -> None:
+    """Binary little-endian PLY: float64 coordinates, float32 normals, int32 triangles."""
+    fields = [("xyz", "<f8", (3,))] + ([("normal", "<f4", (3,))] if normals is not None else [])
+    vertex = np.empty(len(vertices), dtype=fields)
+    vertex["xyz"] = vertices
+    if normals is not None:
+        vertex["normal"] = normals
+    face = np.empty(len(faces), dtype=[("count", "u1"), ("index", "<i4", (3,))])
+    face["count"], face["index"] = 3, faces
+    header = ["ply", "format binary_little_endian 1.0", "comment Compact SDF", f"element vertex {len(vertices)}",
+              "property double x", "property double y", "property double z"]
+    if normals is not None:
+        header += ["property float nx", "property float ny", "property float nz"]
+    header += [f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]
+    with open(tmp, "wb") as handle:
+        handle.write(("\n".join(header) + "\n").encode("ascii"))
+        handle.write(vertex.tobytes())
+        handle.write(face.tobytes())
+
+
+def save_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None) -> None:
+    """Write a mesh (format from the suffix) atomically: a failure (a full disk) leaves no partial
+    or temporary file (``atomic_io.atomic_write``). Coordinates keep the mesh's own precision
+    (``TEXT_TOLERANCE``); BadMeshError for an empty mesh, or for a float32 format (STL, glTF) that
+    cannot hold it (``FLOAT32_TOLERANCE``)."""
     path = Path(path)
     if len(vertices) == 0 or len(faces) == 0:
         raise BadMeshError(f"nothing to write to {path}: the decoded surface is empty (this code has no surface)")
-    mesh = trimesh.Trimesh(vertices, faces, vertex_normals=normals, process=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    mesh.export(tmp, file_type=path.suffix.lstrip(".").lower())
-    tmp.replace(path)
+    vertices = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    normals = None if normals is None else np.asarray(normals, dtype=np.float32).reshape(-1, 3)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt == "obj":
+        atomic_write(path, lambda tmp: _write_obj(tmp, vertices, faces, normals))
+    elif fmt == "off":
+        atomic_write(path, lambda tmp: _write_off(tmp, vertices, faces))
+    elif fmt == "ply":
+        atomic_write(path, lambda tmp: _write_ply(tmp, vertices, faces, normals))
+    else:
+        import trimesh
+
+        extent = float(np.ptp(vertices, axis=0).max())
+        with np.errstate(over="ignore"):
+            moved = np.abs(vertices.astype(np.float32).astype(np.float64) - vertices).max()
+        if not moved <= FLOAT32_TOLERANCE * extent:
+            raise BadMeshError(f"{path}: {fmt.upper()} stores 32-bit coordinates, which cannot hold this mesh (it spans "
+                               f"{extent:.3g} at coordinates up to {np.abs(vertices).max():.3g}); write OBJ, PLY or OFF instead")
+        mesh = trimesh.Trimesh(vertices, faces, vertex_normals=normals, process=False)
+        atomic_write(path, lambda tmp: mesh.export(tmp, file_type=fmt))

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_io import atomic_write
 from ..config import SampleConfig
 from ..errors import BadMeshError
+from ..lifecycle import exit_with_parent
 from .meshes import Mesh
 from ..progress import Reporter
 
@@ -141,10 +143,15 @@ def cached_samples(normalized: Mesh, config: SampleConfig, cache_dir: Path | Non
         except (OSError, KeyError, ValueError):
             path.unlink(missing_ok=True)  # a corrupt cache entry is resampled, never trusted
     samples = sample_shape(normalized, config, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # two processes may sample one mesh
-    np.savez(tmp, **{k: v for k, v in asdict(samples).items()})
-    tmp.replace(path)
+    arrays = asdict(samples)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would add ".npz" to a temporary file's name
+            np.savez(handle, **arrays)
+
+    # Atomic, under a name of its own per process (two processes may sample one mesh); a failed
+    # write (a full disk) removes its temporary file.
+    atomic_write(path, write)
     return samples
 
 
@@ -228,7 +235,8 @@ def _in_processes(work: Callable[[tuple], tuple[int, object]], jobs: list[tuple]
     from concurrent.futures.process import BrokenProcessPool
 
     reporter.report(stage, 0, len(jobs), message=f"{stage}: {len(jobs)} shapes on {workers} processes")
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # A worker whose parent is killed (kill -9, a crash, Blender killed under the worker) ends too.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent)
     try:
         pending = {pool.submit(work, job) for job in jobs}
         while pending:

@@ -11,7 +11,7 @@ import backend
 REPO = Path(__file__).resolve().parents[2]
 BACKEND = REPO / "backend"
 #: Layers bottom to top, as backend/__init__.py lists them; a module may import its own layer and those below.
-LAYERS = [{"config", "errors", "progress", "names", "atomic_io", "__init__"}, {"geometry"}, {"field"}, {"store"},
+LAYERS = [{"config", "errors", "progress", "names", "atomic_io", "lifecycle", "memory", "__init__"}, {"geometry"}, {"field"}, {"store"},
           {"latent"}, {"api"}, {"interfaces", "__main__"}]
 
 

@@ -48,7 +48,7 @@ def test_fill_outside_band_majority_vote():
 def test_tiny_library_reconstructs_training_shapes(tiny_library, sphere_mesh, torus_mesh):
     for name, gt, bound in (("sphere", sphere_mesh, 4e-3), ("torus", torus_mesh, 6e-3)):
         mesh = decode(tiny_library, name, resolution=64, device="cpu")
-        assert mesh.vertices.dtype == np.float32 and mesh.faces.dtype == np.int32
+        assert mesh.vertices.dtype == np.float64 and mesh.faces.dtype == np.int32
         metrics = compare_meshes(gt, Mesh(mesh.vertices, mesh.faces), n_samples=20_000)
         assert metrics.cd_l1 < bound, (name, metrics)
         assert component_count(mesh.faces) == 1 and is_closed(mesh.faces)
