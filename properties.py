@@ -8,8 +8,8 @@ from typing import Any
 
 import bpy
 
-from .backend.config import (DEFAULT_PRESET, DEFAULT_SIZE, PACES, PRESET_CHOICES, SIZE_CHOICES, DecodeConfig, EncodeConfig,
-                             ExploreConfig, TrainConfig, setting)
+from .backend.config import (DEFAULT_FRAME, DEFAULT_PRESET, DEFAULT_SIZE, FRAMES, PACES, PER_SHAPE_FRAME, PRESET_CHOICES,
+                             SIZE_CHOICES, DecodeConfig, EncodeConfig, ExploreConfig, TrainConfig, setting)
 from .backend.field.blend_modes import BLEND_MODES
 from .backend.latent.recipes import MAX_VARIATIONS
 from .operators import preview
@@ -35,6 +35,7 @@ PRESET_ITEMS = enum_items(PRESET_CHOICES)
 SIZE_ITEMS = enum_items(SIZE_CHOICES)
 BLEND_MODE_ITEMS = enum_items(BLEND_MODES)
 PACE_ITEMS = enum_items(PACES)
+FRAME_ITEMS = enum_items(FRAMES)
 
 ENCODE_MODE_ITEMS = [
     ("AUTO", "Auto", "Add to the library file if it exists, else create it"),
@@ -106,6 +107,12 @@ class CSDF_PG_shape(bpy.types.PropertyGroup):
         subtype="MATRIX",
     )
     has_matrix: bpy.props.BoolProperty(default=False)
+    frame: bpy.props.StringProperty(
+        name="Frame",
+        description="shared: encoded in the library's shared frame (in-betweens stay in place and at scale); "
+        "per-shape: in its own bounding box",
+        default=PER_SHAPE_FRAME,
+    )
 
 
 class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
@@ -124,11 +131,26 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
     encode_mode: bpy.props.EnumProperty(name="Encode Into", items=ENCODE_MODE_ITEMS, default="AUTO")
     preset: bpy.props.EnumProperty(name="Preset", items=PRESET_ITEMS, default=DEFAULT_PRESET)
     size: bpy.props.EnumProperty(name="Size", items=SIZE_ITEMS, default=DEFAULT_SIZE)
+    frame: bpy.props.EnumProperty(
+        name="Frame",
+        description="How the encoded objects are placed for blending: in one shared frame (poses or variants of one "
+        "object, so in-betweens stay in place and at scale), each in its own, or chosen from the meshes (Auto)",
+        items=FRAME_ITEMS,
+        default=DEFAULT_FRAME,
+    )
     steps: bpy.props.IntProperty(
         name="Steps", description="Training steps (0: the preset's default)",
         **from_config(TrainConfig, "steps", unset=0, soft_max=100_000),
     )
     seed: bpy.props.IntProperty(name="Seed", description="Random seed of the encoding", **from_config(EncodeConfig, "seed"))
+    checkpoint_minutes: bpy.props.FloatProperty(
+        name="Checkpoint Minutes",
+        description=(
+            "A long encode saves its training state beside the library file this often, so one cut short "
+            "(a crash, Blender closed, the backend stopped) can be resumed from the Encode panel (0: never)"
+        ),
+        **from_config(EncodeConfig, "checkpoint_minutes", soft_max=60.0, precision=1),
+    )
     resolution: bpy.props.IntProperty(
         name="Resolution",
         description="Decoding grid resolution: higher keeps thinner parts and finer detail, and is slower",

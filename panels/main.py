@@ -7,13 +7,15 @@ from pathlib import Path
 import bpy
 from bpy.app.translations import pgettext_iface as iface_
 
-from ..operators import preview, recipe
+from ..backend.config import SHARED_FRAME
+from ..operators import encode, preview, recipe
 from ..preferences import draw_backend_status
 
 
 class CSDF_UL_shapes(bpy.types.UIList):
-    """Library shapes: use tick, name, code size, surface error measured at encode time, and a
-    magnifier on the shapes nearest to the previewed code (Explore)."""
+    """Library shapes: use tick, name, code size, surface error measured at encode time, a globe on
+    the shapes of the library's shared frame, and a magnifier on the shapes nearest to the
+    previewed code (Explore)."""
 
     bl_idname = "CSDF_UL_shapes"
 
@@ -25,6 +27,8 @@ class CSDF_UL_shapes(bpy.types.UIList):
         sub.alignment = "RIGHT"
         sub.label(text=iface_("{:d}d", "code size").format(item.code_size), translate=False)
         sub.label(text="±{:.1e}".format(item.surface_error) if item.surface_error >= 0 else "±?", translate=False)
+        if item.frame == SHARED_FRAME:  # in the library's shared frame: its in-betweens stay in place and at scale
+            sub.label(text="", icon="ORIENTATION_GLOBAL")
         explore = context.window_manager.csdf_explore
         if explore.library == data.library_path and item.name in explore.nearest:  # Explore's nearest shapes
             sub.label(text="", icon="VIEWZOOM")
@@ -97,10 +101,21 @@ class CSDF_PT_encode(_Panel, bpy.types.Panel):
         layout = self.layout
         layout.use_property_split = True
         settings = context.scene.csdf
+        interrupted = None if context.window_manager.csdf_job.busy else encode.interrupted_encode(settings)
+        if interrupted is not None:  # a crash, a restart or a stopped backend cut an encode short
+            box = layout.box()
+            title, detail = encode.describe_interrupted(interrupted)
+            box.label(text=title, icon="RECOVER_LAST", translate=False)
+            box.label(text=detail, translate=False)
+            row = box.row(align=True)
+            row.operator("csdf.encode_resume", icon="PLAY")
+            row.operator("csdf.encode_discard", icon="TRASH")
         layout.prop(settings, "encode_mode")
         layout.prop(settings, "preset")
         layout.prop(settings, "size")
+        layout.prop(settings, "frame")
         layout.prop(settings, "steps")
+        layout.prop(settings, "checkpoint_minutes")
         count = sum(1 for obj in context.selected_objects if obj.type == "MESH")
         text = iface_("Encode {:d} Selected").format(count) if count else iface_("Select Mesh Objects to Encode")
         layout.operator("csdf.encode_selected", text=text, icon="EXPORT")

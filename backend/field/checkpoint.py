@@ -7,14 +7,14 @@ names the last generation every rank finished writing. Each file is written atom
 writes ``latest.json`` only after all ranks wrote theirs, so a crash at any moment leaves a
 complete generation to resume from. Nothing is pickled: loading reads tensors and JSON only,
 and every tensor is checked against the live run before it is used. Under several nodes the
-directory must be on a filesystem all of them see.
+directory must be on a filesystem all of them see. ``checkpoint_meta`` names the directory and
+reads ``latest.json`` (phase, step, fraction done) without torch, for Blender's Resume.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,23 +22,11 @@ from pathlib import Path
 import torch
 
 from ..atomic_io import atomic_write
+from .checkpoint_meta import CHECKPOINT_SUFFIX, FORMAT as _FORMAT, LATEST as _LATEST, checkpoint_path, remove_checkpoint
 from .distributed import Cluster, barrier, root_says
 from ..errors import CheckpointError
 
-CHECKPOINT_SUFFIX = ".ckpt"
-_LATEST = "latest.json"
-_FORMAT = "compact-sdf-checkpoint/1"
-
-
-def checkpoint_path(output: str | Path) -> Path:
-    """Where the checkpoint of a run writing ``output`` lives: ``<output>.ckpt``."""
-    output = Path(output)
-    return output.with_name(output.name + CHECKPOINT_SUFFIX)
-
-
-def remove_checkpoint(directory: str | Path) -> None:
-    """Delete a finished run's checkpoint (call it once the library is safely written)."""
-    shutil.rmtree(directory, ignore_errors=True)
+__all__ = ["CHECKPOINT_SUFFIX", "Checkpointer", "TrainingState", "checkpoint_path", "fingerprint", "remove_checkpoint"]
 
 
 def fingerprint(**facts: object) -> str:
@@ -133,7 +121,8 @@ class Checkpointer:
         barrier(self.cluster)
         if self.cluster.is_root:
             latest = {"format": _FORMAT, "generation": self.generation, "world_size": self.cluster.world_size,
-                      "run": self.run_id, "phase": phase, "step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                      "run": self.run_id, "phase": phase, "step": step, "fraction": fraction,
+                      "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
             atomic_write(self.directory / _LATEST, lambda tmp: tmp.write_text(json.dumps(latest)))
             for old in self.directory.glob("*-rank*.safetensors"):
                 if not old.name.startswith(f"{self.generation}-"):

@@ -30,7 +30,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from ..config import DEFAULT_DEVICE, DEFAULT_PRESET, DEFAULT_SIZE, PACES, DecodeConfig, EncodeConfig, ExploreConfig, setting
+from ..config import (DEFAULT_CHECKPOINT_MINUTES, DEFAULT_DEVICE, DEFAULT_FRAME, DEFAULT_PRESET, DEFAULT_SIZE, FRAMES,
+                      PACES, DecodeConfig, EncodeConfig, ExploreConfig, setting)
 from ..field.blend_modes import BLEND_MODES
 
 #: Bumped only for incompatible changes; the client refuses a worker that says otherwise.
@@ -64,6 +65,7 @@ DEFAULT_SPREAD = ExploreConfig().spread
 #: Nearest library shapes an ``explore`` result lists.
 DEFAULT_NEAREST = ExploreConfig().nearest
 _DETAIL = setting(DecodeConfig, "detail")
+_CHECKPOINT_MINUTES = setting(EncodeConfig, "checkpoint_minutes")
 
 _Args = TypeVar("_Args", bound="RequestArgs")
 
@@ -125,6 +127,19 @@ class EncodeArgs(RequestArgs):
     steps: int | None = None
     seed: int = DEFAULT_SEED
     device: str = DEFAULT_DEVICE
+    #: shared, per-shape or auto (config.FRAMES): one frame for the new shapes, or each its own (api.encode)
+    frame: str = DEFAULT_FRAME
+    #: Save the training state to ``<library_out>.ckpt`` this often (0: never); the run's request and
+    #: meshes are kept there too, so Blender can resume it after a crash (``field.checkpoint_meta``).
+    checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES
+    resume: bool = False  #: continue the interrupted run whose checkpoint is ``<library_out>.ckpt``
+
+    def __post_init__(self) -> None:
+        if self.frame not in FRAMES:
+            raise ProtocolError(f"encode.frame: expected one of {', '.join(FRAMES)}, got {self.frame!r}")
+        if not (math.isfinite(self.checkpoint_minutes) and _CHECKPOINT_MINUTES.contains(self.checkpoint_minutes)):
+            raise ProtocolError(f"encode.checkpoint_minutes: expected a number >= {_CHECKPOINT_MINUTES.low}, "
+                                f"got {self.checkpoint_minutes!r}")
 
 
 @dataclass

@@ -7,7 +7,8 @@ Start it by script path (Blender runs Python isolated, so PYTHONPATH is ignored)
 Stdout carries protocol lines only (see ``protocol``); every ``print``, log record and C-level
 write goes to stderr. A reader thread takes requests from stdin, so ``cancel`` reaches the
 running job at once; jobs run one after another in the main thread. End of stdin (the client
-died) cancels the running job and exits.
+died) cancels the running job and exits (at the latest ``STOP_GRACE_S`` later); sampling processes
+end with the worker however it ends (``lifecycle``).
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ from typing import IO, Any
 from .. import __version__
 from . import protocol
 from ..atomic_io import file_lock
-from ..errors import BadMeshError, Cancelled, CompactSdfError, LibraryError
+from ..errors import BadMeshError, Cancelled, CheckpointError, CompactSdfError, LibraryError
+from ..lifecycle import exit_after
 
 log = logging.getLogger("compact_sdf.worker")
+#: Seconds the running job has to stop once the client has left (end of stdin or ``shutdown``).
+STOP_GRACE_S = 10.0
 
 
 class Worker:
@@ -75,6 +79,11 @@ class Worker:
                 break
             self._jobs.put(request)
         self.cancel_all()
+        # The client is done or gone (Blender closed or crashed): a job that does not stop in time
+        # (a long call that cannot check for cancellation) must not keep this process running. Armed
+        # before the main thread may end: a thread still starting (and allocating, so maybe running
+        # the GC and freeing tensors) while the interpreter finalizes can abort the process.
+        exit_after(STOP_GRACE_S, f"the running job did not stop within {STOP_GRACE_S:.0f} s of the client's leaving")
         self._jobs.put(None)
 
     def cancel(self, job_id: str) -> None:
@@ -210,13 +219,34 @@ class Worker:
         return read_library_meta(args.library)
 
     def cmd_encode(self, job_id: str, args: protocol.EncodeArgs) -> dict[str, Any]:
+        """Encode (or add) as the CLI does: checkpoints every ``checkpoint_minutes`` in
+        ``<library_out>.ckpt``, kept with the request and meshes (so Blender can resume the run
+        after a crash) until the library is written; ``resume`` continues from them."""
         from .. import api
+        from ..field.checkpoint_meta import LATEST, checkpoint_path, remove_checkpoint, write_job
 
-        shapes = dict(zip(args.names, _load_meshes(args.meshes, len(args.names))))
-        base = self._library(args.library_in) if args.library_in else None
-        library = api.encode(shapes, preset=args.preset, size=args.size, steps=args.steps, library=base, seed=args.seed,
-                             **self._engine(job_id, args.device))
-        return self._save_library(job_id, library, args.library_out, args.names)
+        ckpt = checkpoint_path(args.library_out)
+        checkpointing = args.resume or args.checkpoint_minutes > 0
+        every_s = args.checkpoint_minutes * 60 if args.checkpoint_minutes > 0 else float("inf")
+        if checkpointing and not args.resume and (ckpt / LATEST).is_file():  # before its job files are overwritten
+            raise CheckpointError(f"an interrupted encode of {Path(args.library_out).name} left a checkpoint: "
+                                  "resume it, or discard it to start over")
+        try:
+            if checkpointing and not args.resume:
+                write_job(ckpt, args.to_dict(), args.meshes)
+            shapes = dict(zip(args.names, _load_meshes(args.meshes, len(args.names))))
+            base = self._library(args.library_in) if args.library_in else None
+            library = api.encode(shapes, preset=args.preset, size=args.size, steps=args.steps, library=base,
+                                 seed=args.seed, frame=args.frame, checkpoint=ckpt if checkpointing else None,
+                                 checkpoint_every_s=every_s, resume=args.resume, **self._engine(job_id, args.device))
+            done = self._save_library(job_id, library, args.library_out, args.names)
+            done["frame"] = library.history[-1].get("frame")  # what the new shapes got (auto: what it chose)
+        except BaseException:
+            if checkpointing and not args.resume and not (ckpt / LATEST).is_file():
+                remove_checkpoint(ckpt)  # no training state saved yet: nothing to resume
+            raise
+        remove_checkpoint(ckpt)  # a finished run leaves no checkpoint
+        return done
 
     def cmd_invert(self, job_id: str, args: protocol.InvertArgs) -> dict[str, Any]:
         from .. import api

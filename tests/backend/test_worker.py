@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -200,6 +201,49 @@ def test_cancel_mid_run_writes_nothing_and_worker_goes_on(worker, tmp_path):
     assert not library.exists()
     probe = worker.send(protocol.Request("probe", {"device": "cpu"}))
     assert worker.until_terminal(probe)[0].event == "result"
+
+
+def test_encode_keeps_a_resumable_checkpoint_until_the_library_is_written(worker, tmp_path):
+    """Issue 22 item 2: the worker checkpoints as the CLI does, and keeps the request and meshes with
+    the checkpoint (Blender's job folder may be gone when it resumes); a finished run removes it all."""
+    pytest.importorskip("backend.api")
+    import json
+    import time
+
+    from backend.field.checkpoint_meta import JOB_MESHES, JOB_REQUEST, LATEST, checkpoint_path, read_checkpoint
+
+    meshes = tmp_path / "job" / "in.npz"
+    meshes.parent.mkdir()
+    protocol.save_meshes(str(meshes), [_box()])
+    library = tmp_path / "lib.csdf"
+    ckpt = checkpoint_path(library)
+    encode = protocol.EncodeArgs(str(meshes), ["brick"], str(library), preset="tiny", steps=60, device="cpu",
+                                 checkpoint_minutes=0.001)
+    job = worker.send(protocol.Request.of(encode))
+    deadline = time.monotonic() + 120
+    while not (ckpt / LATEST).is_file():
+        assert time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.02)
+    worker.send(protocol.Request("cancel", {"job": job}))
+    assert worker.until_terminal(job, timeout=60)[0].event == "cancelled"
+    assert not library.exists()
+    info = read_checkpoint(library)
+    assert info is not None and info.phase in ("coarse", "detail") and info.fraction is not None and info.age_s < 60
+    assert info.resumable_by_worker and info.request["names"] == ["brick"]
+    assert json.loads((ckpt / JOB_REQUEST).read_text())["meshes"] == str(ckpt / JOB_MESHES)
+    shutil.rmtree(meshes.parent)  # as Blender's job folder is, once the job ends
+
+    again, _ = worker.until_terminal(worker.send(protocol.Request.of(encode)))
+    assert again.event == "error" and "resume it" in again.get("message"), again.fields
+    assert read_checkpoint(library).request == info.request, "a refused encode overwrote the kept request"
+
+    resume = protocol.EncodeArgs.from_dict({**info.request, "resume": True})
+    event, _ = worker.until_terminal(worker.send(protocol.Request.of(resume)))
+    assert event.event == "result", event.fields
+    assert library.is_file() and not ckpt.exists()  # a finished run leaves no checkpoint
+    from backend.store.library import Library
+
+    assert Library.load(library).history[-1]["coarse_steps"] == 60
 
 
 def test_end_of_input_stops_the_worker(tmp_path):
