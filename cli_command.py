@@ -24,8 +24,8 @@ from pathlib import Path
 
 import bpy
 
-from .backend.config import (DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, DEVICES, PACES, PRESETS, SIZES, DecodeConfig,
-                             EncodeConfig, ExploreConfig, TrainConfig, setting)
+from .backend.config import (DEFAULT_FRAME, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, DEVICES, FRAMES, PACES, PRESETS,
+                             SIZES, DecodeConfig, EncodeConfig, ExploreConfig, TrainConfig, setting)
 from .backend.field.blend_modes import BLEND_MODES
 from .backend.latent.recipes import MAX_VARIATIONS
 from .operators.scene_library import read_meta
@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("auto", "new", "add"), default="auto", help="new library or add to it")
     p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     p.add_argument("--size", choices=list(SIZES), default=DEFAULT_SIZE, help="bytes each shape's detail may use")
+    p.add_argument("--frame", choices=list(FRAMES), default=DEFAULT_FRAME,
+                   help="shared: one frame for all (poses, variants: in-betweens stay in place and at scale); "
+                        "per-shape: each its own box; auto: chosen from the meshes")
     p.add_argument("--steps", type=int, default=0, help="training steps (0: the preset's)")
     p.add_argument("--seed", type=int, default=EncodeConfig().seed)
     p.add_argument("--reconstruct", action="store_true", help="then decode every encoded shape")
@@ -236,6 +239,7 @@ def cmd_encode(context: bpy.types.Context, args: argparse.Namespace) -> int:
         _check_range("--steps", args.steps, TrainConfig, "steps")
     _check_range("--seed", args.seed, EncodeConfig, "seed")
     settings.preset, settings.size, settings.steps, settings.seed = args.preset, args.size, args.steps, args.seed
+    settings.frame = args.frame
     objects = []
     for name in args.objects:
         obj = context.scene.objects.get(name)
@@ -363,6 +367,7 @@ def cmd_info(context: bpy.types.Context, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(meta, indent=1))
         return EXIT_OK
+    from .backend.store.library_meta import shape_frame
     from .operators.shape_list import encode_errors
 
     shapes = meta.get("shapes", [])
@@ -370,7 +375,7 @@ def cmd_info(context: bpy.types.Context, args: argparse.Namespace) -> int:
     for shape in shapes:
         near, far = encode_errors(shape.get("stats") or {})
         quality = f"SDF error near surface {near:.3g}, far {far:.3g}" if near >= 0 else "fidelity not measured"
-        print(f"  {shape['name']:<24} code {shape.get('code_size')}  {quality}")
+        print(f"  {shape['name']:<24} code {shape.get('code_size')}  frame {shape_frame(shape):<9}  {quality}")
     return EXIT_OK
 
 

@@ -15,14 +15,15 @@ import numpy as np
 import torch
 
 from .field.checkpoint import Checkpointer, fingerprint
-from .config import (DEFAULT_CHECKPOINT_MINUTES, DEFAULT_DEVICE, DEFAULT_PRESET, DEFAULT_SPREAD, PACES, DecodeConfig,
+from .config import (DEFAULT_CHECKPOINT_MINUTES, DEFAULT_DEVICE, DEFAULT_PRESET, DEFAULT_SPREAD, FRAMES, PACES, DecodeConfig,
                      EncodeConfig, ExploreConfig, Preset, get_preset, setting, with_training)
 from .field.blend_modes import blend_mode
-from .field.decode import DecodedMesh, blend_volume, coarse_lattice, marching_cubes, shape_volume
+from .field.decode import DecodedMesh, blend_volume, check_memory, coarse_lattice, marching_cubes, shape_volume
 from .field.device import pick_device
 from .field.distributed import SINGLE, Cluster, broadcast_, check_shape_count, gather_to_root, join, leave
 from .errors import BadInputError, BadMeshError, Cancelled, CheckpointError, LibraryError
 from .store.library import Library, ShapeEntry, history_entry
+from .geometry.frames import PER_SHAPE, SHARED, FrameChoice, choose_frame
 from .geometry.meshes import Mesh, Normalization, normalization, validate_mesh
 from .field.model import CompactSdf
 from .names import validate_shape_name
@@ -42,19 +43,26 @@ _DECODE, _EXPLORE, _ENCODE = DecodeConfig(), ExploreConfig(), EncodeConfig()
 _RESOLUTION, _DETAIL = setting(DecodeConfig, "resolution"), setting(DecodeConfig, "detail")
 
 
-def _prepare(shapes: Mapping[str, Mesh], existing: Sequence[str] = ()) -> list[tuple[str, Mesh, Normalization, Mesh]]:
-    """Validate names and meshes; (name, mesh, transform, normalised mesh) per shape."""
+def _prepare(shapes: Mapping[str, Mesh], existing: Sequence[str] = (), frame: str = _ENCODE.frame,
+             library_frame: Normalization | None = None) -> tuple[list[tuple[str, Mesh, Normalization, Mesh]], FrameChoice]:
+    """Validate names and meshes and choose their frame (``geometry.frames``): (name, mesh,
+    transform, normalised mesh) per shape, and the frame chosen."""
     if not shapes:
         raise BadMeshError("no shapes to encode")
-    prepared = []
+    if frame not in FRAMES:
+        raise BadInputError(f"frame must be one of {', '.join(FRAMES)}, got {frame!r}")
+    cleaned = {}
     for name, mesh in shapes.items():
         validate_shape_name(name)
         if name in existing:
             raise BadMeshError(f"a shape named {name!r} is already in the library; pick another name, or replace it")
-        clean = validate_mesh(mesh, name)
-        transform = normalization(clean.vertices)
+        cleaned[name] = validate_mesh(mesh, name)
+    choice = choose_frame(frame, cleaned, library_frame)
+    prepared = []
+    for name, clean in cleaned.items():
+        transform = choice.transform or normalization(clean.vertices, name)
         prepared.append((name, clean, transform, Mesh(transform.apply(clean.vertices), clean.faces)))
-    return prepared
+    return prepared, choice
 
 
 def _fit_errors(model: CompactSdf, shape: int, code: torch.Tensor, samples: ShapeSamples) -> dict:
@@ -87,6 +95,7 @@ def encode(
     checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S,
     resume: bool = False,
     sampling_workers: int | None = None,
+    frame: str = _ENCODE.frame,
 ) -> Library:
     """Encode meshes into a new library, or add them to ``library`` (returned as a new object).
 
@@ -99,6 +108,12 @@ def encode(
     saved there every ``checkpoint_every_s`` seconds, and ``resume=True`` continues from it; the
     caller deletes it (``checkpoint.remove_checkpoint``) once the library is saved.
 
+    ``frame`` (``config.FRAMES``) places the new shapes in the working cube: ``per-shape`` each
+    in its own bounding box, ``shared`` all in one (their common box, or the library's shared frame
+    on an add: BadMeshError if a new shape does not fit it), so in-betweens of shapes of one
+    coordinate system stay in place and at scale; ``auto`` picks (``geometry.frames``). Each
+    shape's entry records its frame, the history why.
+
     Adding keeps every shared weight and every old shape exactly as it was: each new shape gets a
     code fitted through the frozen coarse branch and its own detail grid. Raises BadMeshError for
     unusable input and Cancelled when ``should_stop()`` turns true; nothing is written either way.
@@ -106,7 +121,8 @@ def encode(
     result = _encode(shapes, SINGLE, pick_device(device), preset=preset, size=size, steps=steps,
                      time_budget_s=time_budget_s, library=library, seed=seed, on_progress=on_progress,
                      should_stop=should_stop, cache_dir=cache_dir, checkpoint=checkpoint,
-                     checkpoint_every_s=checkpoint_every_s, resume=resume, sampling_workers=sampling_workers)
+                     checkpoint_every_s=checkpoint_every_s, resume=resume, sampling_workers=sampling_workers,
+                     frame=frame)
     assert result is not None  # a single process is rank 0
     return result
 
@@ -130,7 +146,7 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
             library: Library | None = None, seed: int = 0, on_progress: ProgressCallback | None = None,
             should_stop: StopCallback | None = None, cache_dir: str | Path | None = None,
             checkpoint: str | Path | None = None, checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S,
-            resume: bool = False, sampling_workers: int | None = None) -> Library | None:
+            resume: bool = False, sampling_workers: int | None = None, frame: str = _ENCODE.frame) -> Library | None:
     reporter = Reporter(on_progress, should_stop)
     torch.manual_seed(seed)
     if library is None:
@@ -142,13 +158,14 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
         spec = base.preset = with_training(base.preset, steps=steps, time_budget_s=time_budget_s)
     if cluster.distributed and (library is not None or spec.train.time_budget_s is not None):
         raise BadInputError("adding shapes and time budgets (--minutes) run in one process: run this without torchrun")
-    prepared = _prepare(shapes, base.names)
+    prepared, choice = _prepare(shapes, base.names, frame, base.shared_frame())
     check_shape_count(cluster, len(prepared))
     owned = cluster.owned(len(prepared))
     run = TrainingRun(cluster)
     if checkpoint is not None:
+        shared = {"frame": choice.transform.to_dict()} if choice.transform is not None else {}  # per-shape: as before
         run_id = fingerprint(shapes=[(p[0], p[1].content_hash()) for p in prepared], preset=dataclasses.asdict(spec),
-                             seed=seed, base=[(e.name, e.source_sha256) for e in base.shapes])
+                             seed=seed, base=[(e.name, e.source_sha256) for e in base.shapes], **shared)
         run.checkpoints = Checkpointer(Path(checkpoint), checkpoint_every_s, run_id, cluster)
         if resume:
             run.resumed = run.checkpoints.load()
@@ -190,12 +207,14 @@ def _encode(shapes: Mapping[str, Mesh], cluster: Cluster, dev: torch.device, *, 
     entries = list(base.shapes)
     for i, (name, clean, transform, _) in enumerate(prepared):
         near, far = stats[i][0].tolist()
-        entries.append(ShapeEntry(name, transform, clean.content_hash(), {"near_surface_error": near, "far_field_error": far}))
+        entries.append(ShapeEntry(name, transform, clean.content_hash(), {"near_surface_error": near, "far_field_error": far},
+                                  frame=choice.frame))
     kind = "add" if library is not None else "encode"
     history = base.history + [history_entry(kind, [p[0] for p in prepared], {
         "coarse_steps": coarse_steps, "detail_steps": detail_steps, "seconds": round(time.perf_counter() - start, 2),
         "coarse_seconds": round(coarse_seconds, 2),
-        "coarse_loss": coarse_loss, "fused_loss": fused_loss, "device": str(dev), "world_size": cluster.world_size})]
+        "coarse_loss": coarse_loss, "fused_loss": fused_loss, "device": str(dev), "world_size": cluster.world_size,
+        "frame": choice.frame, "frame_reason": choice.reason})]
     return Library(spec, model, codes.detach(), entries, history)
 
 
@@ -291,7 +310,10 @@ def rename(library: Library, old: str, new: str) -> Library:
 
 
 def replace(library: Library, name: str, mesh: Mesh, **kwargs: object) -> Library:
-    """Re-encode shape ``name`` from an edited mesh (it keeps its name; the others do not change)."""
+    """Re-encode shape ``name`` from an edited mesh (it keeps its name; the others do not change).
+    Unless ``frame`` is given, a shape of the shared frame stays in it where the edit still fits it
+    (``auto``), and a per-shape one stays per-shape."""
+    kwargs.setdefault("frame", "auto" if library.shapes[library.index(name)].frame == SHARED else PER_SHAPE)
     return encode({name: mesh}, library=remove(library, [name]), **kwargs)  # type: ignore[arg-type]
 
 
@@ -385,18 +407,37 @@ def decode(
         transform = _blend(library, {like: 1.0} if isinstance(like, str) else like, mode)[1] if like else Normalization((0.0, 0.0, 0.0), 1.0)
     whole = [row for row, w in weights.items() if w >= 1.0]
     if whole and detail == 1.0 and library.model.detail is not None:
+        check_memory(resolution, "shape")
         volume, stats = shape_volume(library.model, library.codes[whole[0]], whole[0], resolution, reporter=reporter)
     elif blend.blends_fields and weights and detail > 0 and library.model.detail is not None:
+        check_memory(resolution, "fields")
         volume, stats = _field_blend(library, weights, detail, resolution, reporter)
     else:
+        check_memory(resolution, "codes")
         details = [(row, library.codes[row], detail_strength(w, detail)) for row, w in weights.items()]
         details = [d for d in details if d[2] > 0]
         fields = [(library.codes[row], w) for row, w in weights.items()] if blend.blends_fields and weights else [(code, 1.0)]
         volume, stats = blend_volume(library.model, fields, details, resolution, band, reporter=reporter)
+    if not (np.isfinite(volume.min()) and np.isfinite(volume.max())):
+        raise LibraryError(f"decoding {_describe(target)} gives NaN or infinite distances: the library's stored data "
+                           "is corrupt (or the raw code is extreme)")
     reporter.report("decoding", 3, 3, message="marching cubes")
     V, F, N = marching_cubes(volume)
+    # float64 in the source's units: float32 cannot hold a 1e12 offset or a 1e-30 scale to the mesh's size
+    with np.errstate(over="ignore"):  # a corrupt transform overflows: refused just below
+        V = V.astype(np.float64) if normalized else transform.invert(V)
+    if not np.isfinite(V).all():
+        raise LibraryError(f"decoding {_describe(target)} gives infinite coordinates: its transform (scale "
+                           f"{transform.scale:.3g}) is corrupt")
     stats["seconds"] = round(time.perf_counter() - start, 3)
-    return DecodedMesh((V if normalized else transform.invert(V)).astype(np.float32), F, N, stats)
+    return DecodedMesh(V, F, N, stats)
+
+
+def _describe(target: DecodeTarget) -> str:
+    """A decode target as a message names it."""
+    if isinstance(target, str):
+        return f"shape {target!r}"
+    return "this blend" if isinstance(target, Mapping) else "this raw code"
 
 
 def interpolate(

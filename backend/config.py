@@ -4,7 +4,7 @@ The CLI, the worker, the Blender extension's properties and the benchmarks take 
 defaults from here. A setting's allowed range lives in its field's ``metadata["range"]``;
 ``check_ranges`` enforces them and ``setting`` reads them. Presets bundle the sampling, model and
 training settings that belong together; sizes pick how many bytes each shape's detail may use.
-Every choice list a user picks from (presets, sizes, paces, devices) is here with the text the
+Every choice list a user picks from (presets, sizes, frames, paces, devices) is here with the text the
 panel shows; blend modes are the registry ``field.blend_modes``. A new user-facing setting goes
 here first: ``tests/blender/test_config_consistency.py`` checks that the panel, the worker protocol
 and both command lines take its default and range from here.
@@ -205,6 +205,9 @@ class EncodeConfig(_Settings):
     preset: str = "fast"  #: a name of PRESETS
     size: str = "default"  #: a name of SIZES
     seed: int = _setting(0, 0, MAX_SEED, "random seed of the encoding")
+    #: auto: shared when the shapes look like one coordinate system (one connectivity, or boxes that
+    #: overlap at similar sizes; rule and measurements in ``geometry.frames`` and docs/benchmarks.md).
+    frame: str = "auto"  #: a name of FRAMES
     checkpoint_minutes: float = _setting(5.0, 0, None, "a long encode saves a checkpoint this often, so shorter runs "
                                                        "write none (0: never)")
 
@@ -239,6 +242,16 @@ PACES: dict[str, Choice] = _choices(
     Choice("uniform", "Uniform", "In-betweens at evenly spaced blend weights"),
     Choice("even", "Even", "In-betweens placed so each step changes the shape about as much (probes the path first)"),
 )
+#: How the shapes of one encode are placed in the working cube (``EncodeConfig.frame``, ``geometry.frames``).
+FRAMES: dict[str, Choice] = _choices(
+    Choice("auto", "Auto", "Shared when the shapes look like one coordinate system (one mesh in several poses, or "
+                           "boxes that overlap at similar sizes), else per shape"),
+    Choice("shared", "Shared", "One frame for all, their common bounding box: in-betweens stay in place and at scale "
+                               "(poses of one character, variants of one product, frames of one animation)"),
+    Choice("per-shape", "Per Shape", "Each shape centred and scaled to its own bounding box (unrelated objects)"),
+)
+#: The frames a library records per shape (an "auto" request is recorded as what it chose).
+SHARED_FRAME, PER_SHAPE_FRAME = "shared", "per-shape"
 #: Compute devices a job may ask for ("auto": CUDA if available, then Apple MPS, else CPU).
 DEVICES: dict[str, Choice] = _choices(
     Choice("auto", "Auto", "CUDA if available, then Apple MPS, else CPU"),
@@ -306,6 +319,7 @@ def _size_choices() -> dict[str, Choice]:
 SIZE_CHOICES: dict[str, Choice] = _size_choices()
 DEFAULT_PRESET = EncodeConfig().preset
 DEFAULT_SIZE = EncodeConfig().size
+DEFAULT_FRAME = EncodeConfig().frame
 #: Random variants: how many library codes one blends, and how far (in standard deviations of the
 #: codes) it then moves by default. Blends stay where the coarse branch was trained; Gaussian codes
 #: over all principal directions did not (measured on 17 shapes, 20 seeds, 96³: a Gaussian draw at 1 std

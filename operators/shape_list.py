@@ -15,6 +15,8 @@ def encode_errors(stats: dict[str, Any]) -> tuple[float, float]:
 
 def refresh_shapes(settings: Any, meta: dict[str, Any]) -> None:
     """Rebuild the shape list from library metadata, keeping per-shape UI state by name."""
+    from ..backend.store.library_meta import shape_frame
+
     kept = {
         item.name: (item.use, item.weight, item.matrix.copy(), item.has_matrix) for item in settings.shapes
     }
@@ -24,6 +26,7 @@ def refresh_shapes(settings: Any, meta: dict[str, Any]) -> None:
         item.name = str(shape["name"])
         item.code_size = int(shape.get("code_size") or 0)
         item.surface_error, item.far_error = encode_errors(shape.get("stats") or {})
+        item.frame = shape_frame(shape)
         if item.name in kept:
             item.use, item.weight, matrix, item.has_matrix = kept[item.name]
             item.matrix = matrix

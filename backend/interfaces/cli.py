@@ -120,7 +120,7 @@ def _cmd_encode(args: argparse.Namespace, console: _Console) -> int:
                    time_budget_s=args.minutes * 60 if args.minutes else None, seed=args.seed, device=args.device,
                    cache_dir=args.cache, checkpoint=ckpt if args.checkpoint_every > 0 or args.resume else None,
                    checkpoint_every_s=args.checkpoint_every * 60 if args.checkpoint_every > 0 else float("inf"),
-                   resume=args.resume, sampling_workers=args.sampling_workers)
+                   resume=args.resume, sampling_workers=args.sampling_workers, frame=args.frame)
     start = time.perf_counter()
     if launched_by_torchrun():
         if args.add:
@@ -151,8 +151,10 @@ def _cmd_encode(args: argparse.Namespace, console: _Console) -> int:
     remove_checkpoint(ckpt)
     console.done()
     size = args.output.stat().st_size
+    run = library.history[-1]
     print(f"encoded {len(shapes)} shape(s) in {time.perf_counter() - start:.1f} s -> {args.output} "
           f"({len(library.names)} shapes, {size / 1e6:.2f} MB, {size / max(1, len(library.names)) / 1e3:.0f} KB per shape)")
+    print(f"frame: {run.get('frame')} ({run.get('frame_reason')})")
     return EXIT_OK
 
 
@@ -316,15 +318,23 @@ def _cmd_info(args: argparse.Namespace, console: _Console) -> int:
 
 def _info_lines(path: Path, meta: dict) -> list[str]:
     """The human-readable summary of a library's metadata (KeyError/TypeError where it is malformed)."""
+    from ..config import SHARED_FRAME
+    from ..store.library_meta import shape_frame
+
     model = meta["model"]
     lines = [f"{path}: format {meta['format_version']}, preset {meta['preset']}, {len(meta['shapes'])} shapes, "
              f"{path.stat().st_size / 1e6:.2f} MB",
              f"  code {model['code_size']} floats ({meta['bytes']['per_shape_code']} B/shape), shared networks "
              f"{meta['bytes']['shared'] / 1e6:.2f} MB, detail grid {model['grid_resolution']}^3 x {model['grid_channels']} per shape"]
-    for shape in meta["shapes"]:
+    frames = [shape_frame(shape) for shape in meta["shapes"]]
+    shared = frames.count(SHARED_FRAME)
+    lines.append(f"  frame: {shared} shape(s) in one shared frame (their in-betweens stay in place and at scale), "
+                 f"{len(frames) - shared} each in its own" if shared else "  frame: each shape in its own (per-shape)")
+    for shape, frame in zip(meta["shapes"], frames):
         err = shape.get("stats", {}).get("near_surface_error")
         detail = f", detail {shape['detail_bytes'] / 1e3:.0f} KB ({shape['nodes']} nodes)" if "detail_bytes" in shape else ""
-        lines.append(f"  - {shape['name']:<24}" + (f" near-surface error {err:.2e}" if err is not None else "") + detail)
+        lines.append(f"  - {shape['name']:<24} {frame:<9}" + (f" near-surface error {err:.2e}" if err is not None else "")
+                     + detail)
     return lines
 
 
@@ -358,8 +368,8 @@ def _cmd_make_collection(args: argparse.Namespace, console: _Console) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from ..config import (DEFAULT_CHECKPOINT_MINUTES, DEFAULT_DEVICE, DEFAULT_PRESET, DEFAULT_SIZE, DEFAULT_SPREAD, DEVICES,
-                         PACES, PRESETS, SIZES, DecodeConfig, EncodeConfig, ExploreConfig)
+    from ..config import (DEFAULT_CHECKPOINT_MINUTES, DEFAULT_DEVICE, DEFAULT_FRAME, DEFAULT_PRESET, DEFAULT_SIZE,
+                         DEFAULT_SPREAD, DEVICES, FRAMES, PACES, PRESETS, SIZES, DecodeConfig, EncodeConfig, ExploreConfig)
     from ..field.blend_modes import BLEND_MODES
 
     defaults = DecodeConfig()
@@ -380,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps per phase (default: grows with the collection)")
     p.add_argument("--minutes", type=float, help="train for this many minutes instead of a step count")
     p.add_argument("--add", action="store_true", help="add the meshes to an existing library")
+    p.add_argument("--frame", default=DEFAULT_FRAME, choices=list(FRAMES),
+                   help="shared: one frame for all the shapes (their common box; with --add the library's), so "
+                        "in-betweens of poses or variants stay in place and at scale; per-shape: each its own box; "
+                        "auto: shared when the meshes share one connectivity or overlapping boxes of similar size "
+                        f"(default {DEFAULT_FRAME})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing library file")
     p.add_argument("--seed", type=int, default=EncodeConfig().seed)
     p.add_argument("--checkpoint-every", type=float, default=DEFAULT_CHECKPOINT_MINUTES, metavar="MINUTES",

@@ -21,9 +21,12 @@ import torch
 
 from .. import __version__
 from ..atomic_io import atomic_write
+from ..config import PER_SHAPE_FRAME as PER_SHAPE
+from ..config import SHARED_FRAME as SHARED
 from ..config import ModelConfig, Preset, SampleConfig, TrainConfig
 from ..errors import LibraryError
-from .library_meta import FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, OLDEST_READABLE_VERSION, read_header, read_library_meta
+from .library_meta import (FORMAT_NAME, FORMAT_VERSION, METADATA_KEY, OLDEST_READABLE_VERSION, read_header,
+                           read_library_meta, shape_frame)
 from ..geometry.meshes import Normalization
 from ..field.model import CompactSdf
 from ..field.codec import DetailCodec
@@ -35,16 +38,19 @@ _DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "b
 
 @dataclass
 class ShapeEntry:
-    """One shape of a library: its name, normalisation and what was measured at encode time."""
+    """One shape of a library: its name, normalisation, what was measured at encode time, and its
+    ``frame`` (``geometry.frames``): ``shared`` (its transform is the library's shared frame) or
+    ``per-shape`` (its own bounding box; what files written before frames were recorded hold)."""
 
     name: str
     transform: Normalization
     source_sha256: str = ""
     stats: dict = field(default_factory=dict)
+    frame: str = PER_SHAPE
 
     def to_dict(self, code_size: int) -> dict:
         return {"name": self.name, "code_size": code_size, "transform": self.transform.to_dict(),
-                "source_sha256": self.source_sha256, "stats": self.stats}
+                "source_sha256": self.source_sha256, "stats": self.stats, "frame": self.frame}
 
 
 class Library:
@@ -75,6 +81,10 @@ class Library:
             if shape.name == name:
                 return i
         raise LibraryError(f"no shape named {name!r} in the library (has: {', '.join(self.names) or 'none'})")
+
+    def shared_frame(self) -> Normalization | None:
+        """The transform of the library's shared-frame shapes (None when it has none)."""
+        return next((s.transform for s in self.shapes if s.frame == SHARED), None)
 
     def shape_info(self, name: str) -> dict:
         """Metadata of one shape (code size, transform, source hash, encode-time stats)."""
@@ -155,8 +165,10 @@ class Library:
                             ModelConfig.from_dict(meta["model"], strict=True), TrainConfig.from_dict(meta["train"]),
                             DetailCodec.settings(meta["storage"]))
             shapes = [ShapeEntry(s["name"], Normalization.from_dict(s["transform"]), str(s.get("source_sha256", "")),
-                                 dict(s.get("stats", {}))) for s in meta["shapes"]]
-            node_counts = [int(s.get("nodes", 0)) for s in meta["shapes"]]
+                                 dict(s.get("stats", {})), shape_frame(s)) for s in meta["shapes"]]
+            node_counts = [s.get("nodes", 0) for s in meta["shapes"]]
+            if any(type(n) is not int for n in node_counts):  # not 1.5, "12" or true: int() would take those
+                raise ValueError("a shape's detail node count is not an integer")
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise LibraryError(f"{path}: the library metadata is invalid ({exc})") from exc
         codec = DetailCodec.of(preset.storage)

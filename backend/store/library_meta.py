@@ -9,10 +9,11 @@ Blender reads names and stats through this module without starting the backend.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
-from ..config import ModelConfig, SampleConfig, TrainConfig, setting
+from ..config import PER_SHAPE_FRAME, SHARED_FRAME, ModelConfig, SampleConfig, TrainConfig, setting
 from ..errors import CompactSdfError, LibraryError
 from ..names import validate_shape_name
 
@@ -120,8 +121,17 @@ def _check_shapes(shapes: object, path: str | Path) -> None:
             raise LibraryError(f"{path}: the library holds an invalid shape name: {exc}") from exc
         if not isinstance(shape.get("stats", {}), dict):
             raise LibraryError(f"{path}: shape {shape['name']!r} has invalid stats in the library metadata")
+        if shape.get("frame", PER_SHAPE_FRAME) not in (SHARED_FRAME, PER_SHAPE_FRAME):
+            raise LibraryError(f"{path}: shape {shape['name']!r} has an unknown frame {shape.get('frame')!r} in the "
+                               f"library metadata (expected {SHARED_FRAME} or {PER_SHAPE_FRAME})")
     if len(names) != len(shapes):
         raise LibraryError(f"{path}: the library holds two shapes of the same name")
+
+
+def shape_frame(shape: dict) -> str:
+    """A shape's frame as its metadata records it: ``shared`` or ``per-shape`` (``geometry.frames``);
+    files written before frames were recorded hold none, and all their shapes are per-shape."""
+    return str(shape.get("frame", PER_SHAPE_FRAME))
 
 
 def read_library_meta(path: str | Path) -> dict:
@@ -139,13 +149,11 @@ def read_library_meta(path: str | Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise LibraryError(f"{path}: not a Compact SDF library (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, int | float) and not isinstance(version, bool) and FORMAT_VERSION < version < math.inf:
+        raise LibraryError(f"{path}: written by a newer Compact SDF (format {version}, this one reads up to format "
+                           f"{FORMAT_VERSION}); upgrade Compact SDF to open it")
+    if type(version) is not int or version < 1:
         raise LibraryError(f"{path}: the library metadata has no valid format version")
-    if version > FORMAT_VERSION:
-        raise LibraryError(
-            f"{path}: library format version {version} is newer than this Compact SDF supports "
-            f"({FORMAT_VERSION}); update the extension to open it"
-        )
     _check_shapes(meta.get("shapes"), path)
     if not isinstance(meta.get("history", []), list):
         raise LibraryError(f"{path}: the library history is not a list")

@@ -60,7 +60,7 @@ def test_encode_blend_objects_and_mesh_file_then_reconstruct(run, h, tmp_path, c
     argv = [
         "encode", "--blend", str(source_blend), "--objects", "ball", "brick",
         "--meshes", str(h.DATA / "spot_low_resolution.obj"), "--library", str(library),
-        "--preset", "tiny", "--steps", str(h.TINY_STEPS), "--reconstruct", "--resolution", "48",
+        "--preset", "tiny", "--steps", str(h.TINY_STEPS), "--frame", "shared", "--reconstruct", "--resolution", "48",
         "--save-blend", str(out_blend), "--export-dir", str(out_dir),
     ]
     assert run(argv) == 0, capsys.readouterr()
@@ -75,8 +75,10 @@ def test_encode_blend_objects_and_mesh_file_then_reconstruct(run, h, tmp_path, c
     assert run(["info", "--library", str(library), "--json"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in meta["shapes"]] == ["ball", "brick", "spot_low_resolution"]
+    assert [s["frame"] for s in meta["shapes"]] == ["shared"] * 3  # --frame reached the engine
     assert run(["info", "--library", str(library)]) == 0
-    assert "3 shapes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "3 shapes" in out and out.count("frame shared") == 3
 
     bpy.ops.wm.read_homefile(use_empty=True)
     assert run(["reconstruct", "--library", str(library), "--shapes", "brick", "--resolution", "32"]) == 0

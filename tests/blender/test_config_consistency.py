@@ -21,8 +21,9 @@ from typing import Any
 
 import bpy
 
-from backend.config import (DEFAULT_DEVICE, DEFAULT_PRESET, DEFAULT_SIZE, DEVICES, PACES, PRESET_CHOICES, PRESETS,
-                            SIZE_CHOICES, SIZES, DecodeConfig, EncodeConfig, ExploreConfig, TrainConfig, setting)
+from backend.config import (DEFAULT_DEVICE, DEFAULT_FRAME, DEFAULT_PRESET, DEFAULT_SIZE, DEVICES, FRAMES, PACES,
+                            PRESET_CHOICES, PRESETS, SIZE_CHOICES, SIZES, DecodeConfig, EncodeConfig, ExploreConfig,
+                            TrainConfig, setting)
 from backend.field.blend_modes import BLEND_MODES
 from backend.interfaces import cli as backend_cli
 from backend.interfaces import protocol
@@ -50,6 +51,7 @@ class OneOf:
 
 
 PRESET, SIZE = OneOf(PRESETS, DEFAULT_PRESET), OneOf(SIZES, DEFAULT_SIZE)
+FRAME = OneOf(FRAMES, DEFAULT_FRAME)
 MODE, PACE = OneOf(BLEND_MODES, DecodeConfig().mode), OneOf(PACES, DecodeConfig().pace)
 DEVICE = OneOf(DEVICES, DEFAULT_DEVICE)
 #: ``blender --command``'s --device: None keeps the add-on preference for the run.
@@ -59,8 +61,10 @@ DEVICE_OR_PREFERENCE = OneOf(DEVICES, None)
 BLENDER: dict[str, From | OneOf] = {
     "CSDF_PG_scene_settings.preset": PRESET,
     "CSDF_PG_scene_settings.size": SIZE,
+    "CSDF_PG_scene_settings.frame": FRAME,
     "CSDF_PG_scene_settings.steps": From(TrainConfig, "steps", unset=0),
     "CSDF_PG_scene_settings.seed": From(EncodeConfig, "seed"),
+    "CSDF_PG_scene_settings.checkpoint_minutes": From(EncodeConfig, "checkpoint_minutes"),
     # The panel decodes lighter than the engine: config names that default interactive_resolution.
     "CSDF_PG_scene_settings.resolution": From(DecodeConfig, "interactive_resolution"),
     "CSDF_PG_scene_settings.target_faces": From(DecodeConfig, "target_faces", unset=0),
@@ -82,8 +86,10 @@ BLENDER: dict[str, From | OneOf] = {
 PROTOCOL: dict[str, From | OneOf] = {
     "preset": PRESET,
     "size": SIZE,
+    "frame": FRAME,
     "steps": From(TrainConfig, "steps"),
     "seed": From(EncodeConfig, "seed"),
+    "checkpoint_minutes": From(EncodeConfig, "checkpoint_minutes"),
     "device": DEVICE,
     "resolution": From(DecodeConfig, "resolution"),
     "band": From(DecodeConfig, "band"),
@@ -100,6 +106,7 @@ PROTOCOL: dict[str, From | OneOf] = {
 BACKEND_CLI: dict[str, From | OneOf] = {
     "preset": PRESET,
     "size": SIZE,
+    "frame": FRAME,
     "steps": From(TrainConfig, "steps", unset=None),  # encode, invert, replace: None grows with the collection
     "minutes": From(TrainConfig, "time_budget_s", unset=None),  # in minutes on the command line
     "seed": From(EncodeConfig, "seed"),
@@ -121,6 +128,7 @@ BACKEND_CLI: dict[str, From | OneOf] = {
 BLENDER_CLI: dict[str, From | OneOf] = {
     "preset": PRESET,
     "size": SIZE,
+    "frame": FRAME,
     "steps": From(TrainConfig, "steps", unset=0),  # as in the panel: 0 is the preset's
     "seed": From(EncodeConfig, "seed"),
     "device": DEVICE_OR_PREFERENCE,
@@ -327,9 +335,9 @@ def test_blender_command_options_take_defaults_and_choices_from_config(addon):
 
 def test_every_choice_has_panel_text_and_every_default_is_a_choice():
     assert list(PRESET_CHOICES) == list(PRESETS) and list(SIZE_CHOICES) == list(SIZES)
-    for choices in (PRESET_CHOICES, SIZE_CHOICES, PACES, DEVICES, BLEND_MODES):
+    for choices in (PRESET_CHOICES, SIZE_CHOICES, FRAMES, PACES, DEVICES, BLEND_MODES):
         assert all(c.label and c.description for c in choices.values())
-    assert DEFAULT_PRESET in PRESETS and DEFAULT_SIZE in SIZES and DEFAULT_DEVICE in DEVICES
+    assert DEFAULT_PRESET in PRESETS and DEFAULT_SIZE in SIZES and DEFAULT_DEVICE in DEVICES and DEFAULT_FRAME in FRAMES
     assert DecodeConfig().mode in BLEND_MODES and DecodeConfig().pace in PACES
     for settings in (DecodeConfig, EncodeConfig, ExploreConfig):
         for f in dataclasses.fields(settings):
