@@ -85,3 +85,26 @@ def test_quick_benchmark_writes_sane_results(tmp_path, data_dir, capsys):
     for name in ("compare_sphere.png", "compare_torus.png", "interpolation_sphere_torus.png", "cd_vs_bytes.png"):
         image = np.asarray(Image.open(out / "images" / "benchmarks" / name).convert("L"))
         assert image.min() < 128 < image.max(), name  # something drawn on a light background
+
+
+def test_morph_bench_scores_a_stretched_sphere_family(tmp_path, data_dir):
+    """bench.morph on a two-pose family of one connectivity (a sphere and the same mesh stretched):
+    the floor is near 0, every method's row is there, and a family of two connectivities is refused."""
+    from backend.geometry.meshes import load_mesh, save_mesh
+    from bench.morph import main
+
+    sphere = load_mesh(data_dir / "sphere.obj")
+    family = tmp_path / "family"
+    family.mkdir()
+    save_mesh(family / "round.obj", sphere.vertices, sphere.faces)
+    save_mesh(family / "long.obj", sphere.vertices * [1.6, 1.0, 1.0], sphere.faces)
+    out = tmp_path / "morph.json"
+    main([str(family), "--resolution", "32", "--samples", "4000", "--count", "4", "--out", str(out)])
+    rows = json.loads(out.read_text())
+    assert {r["method"] for r in rows} == {"floor", "exact blend"} and len(rows) == 4  # 2 in-betweens × 2 methods
+    floor = [r for r in rows if r["method"] == "floor"]
+    assert all(r["morph_error"] < 0.5 and r["pieces"] == r["floor_pieces"] == 1 for r in floor)
+    torus = load_mesh(data_dir / "torus.obj")
+    save_mesh(family / "other.obj", torus.vertices, torus.faces)
+    with pytest.raises(SystemExit, match="face list"):
+        main([str(family)])
