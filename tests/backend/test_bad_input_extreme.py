@@ -2,13 +2,11 @@
 larger than memory, newer library formats, forged per-shape data, and full disks."""
 
 import errno
-import json
 
 import numpy as np
 import pytest
 import torch
 import zstandard
-from safetensors.torch import save_file
 
 import backend.memory
 from backend.api import decode, encode
@@ -20,25 +18,6 @@ from backend.geometry.sampling import cached_samples
 from backend.interfaces.cli import EXIT_ERROR, main
 from backend.store.library import Library
 from backend.store.library_meta import read_library_meta
-
-
-@pytest.fixture
-def saved(tiny_library, tmp_path):
-    path = tmp_path / "lib.csdf"
-    tiny_library.save(path)
-    return path
-
-
-def _forge(saved, path, change_meta=None, change_tensors=None):
-    lib = Library.load(saved)
-    meta = lib.metadata()
-    tensors, _ = lib.tensors()
-    if change_meta:
-        change_meta(meta)
-    if change_tensors:
-        change_tensors(tensors)
-    save_file({k: v.clone() for k, v in tensors.items()}, path, metadata={"compact_sdf": json.dumps(meta)})
-    return path
 
 
 def _box_error(vertices, source):
@@ -120,8 +99,8 @@ def test_cli_decode_and_eval_larger_than_memory_fail_clearly(saved, tmp_path, da
 # -- a newer library format ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version", [3, 2.5, 99])
-def test_newer_format_is_refused_everywhere(saved, tmp_path, capsys, version):
-    path = _forge(saved, tmp_path / "newer.csdf", lambda m: m.update(format_version=version))
+def test_newer_format_is_refused_everywhere(forge, saved, tmp_path, capsys, version):
+    path = forge(saved, tmp_path / "newer.csdf", lambda m: m.update(format_version=version))
     message = rf"written by a newer Compact SDF \(format {version}, this one reads up to format 2\); upgrade"
     with pytest.raises(LibraryError, match=message):
         read_library_meta(path)  # the torch-free reader Blender lists shapes with
@@ -161,8 +140,8 @@ def _transform(**fields):
     (lambda m: m["shapes"][0].update(nodes=str(m["shapes"][0]["nodes"])), None, "node count is not an integer"),
     (lambda m: m["shapes"][0].update(nodes=True), None, "node count is not an integer"),
 ])
-def test_forged_shape_data_is_a_library_error(saved, tmp_path, change_meta, change_tensors, match):
-    path = _forge(saved, tmp_path / "forged.csdf", change_meta, change_tensors)
+def test_forged_shape_data_is_a_library_error(forge, saved, tmp_path, change_meta, change_tensors, match):
+    path = forge(saved, tmp_path / "forged.csdf", change_meta, change_tensors)
     with pytest.raises(LibraryError, match=match) as info:
         Library.load(path)
     assert str(path) in str(info.value)

@@ -16,13 +16,6 @@ from backend.store.library import Library
 from backend.store.library_meta import read_library_meta
 
 
-@pytest.fixture
-def saved(tiny_library, tmp_path):
-    path = tmp_path / "lib.csdf"
-    tiny_library.save(path)
-    return path
-
-
 def test_round_trip_is_exact(tiny_library, saved):
     back = Library.load(saved)
     assert back.names == tiny_library.names
@@ -84,8 +77,8 @@ def test_mismatched_tensors(saved):
         Library.load(saved)  # the coarse input layer is sized by the code
 
 
-def test_codes_of_the_wrong_size(saved, tmp_path):
-    path = _forge(saved, tmp_path / "codes.csdf", change_tensors=lambda t: t.update(codes=t["codes"][:1].clone()))
+def test_codes_of_the_wrong_size(forge, saved, tmp_path):
+    path = forge(saved, tmp_path / "codes.csdf", change_tensors=lambda t: t.update(codes=t["codes"][:1].clone()))
     with pytest.raises(LibraryError, match=r"tensor codes has shape \(1, 16\), expected \(2, 16\)"):
         Library.load(path)
 
@@ -173,18 +166,6 @@ def test_real_format_1_library_asks_to_re_encode():
         Library.load(old)
 
 
-def _forge(saved, path, change_meta=None, change_tensors=None):
-    lib = Library.load(saved)
-    meta = lib.metadata()
-    tensors, _ = lib.tensors()
-    if change_meta:
-        change_meta(meta)
-    if change_tensors:
-        change_tensors(tensors)
-    save_file({k: v.clone() for k, v in tensors.items()}, path, metadata={"compact_sdf": json.dumps(meta)})
-    return path
-
-
 @pytest.mark.parametrize("change_meta, change_tensors, match", [
     (lambda m: m["shapes"][0].update(nodes=64**3 + 1), None, "more detail nodes"),
     (lambda m: m["shapes"][0].update(nodes=-1), None, "more detail nodes"),
@@ -202,21 +183,21 @@ def _forge(saved, path, change_meta=None, change_tensors=None):
     (None, lambda t: t.update({"shape0.nodes": t["shape0.nodes"][:-3]}), "node mask"),
     (None, lambda t: t.update({"shape0.nodes": torch.zeros(0, dtype=torch.uint8)}), "node mask"),
 ])
-def test_forged_detail_is_refused(saved, tmp_path, change_meta, change_tensors, match):
-    path = _forge(saved, tmp_path / "forged.csdf", change_meta, change_tensors)
+def test_forged_detail_is_refused(forge, saved, tmp_path, change_meta, change_tensors, match):
+    path = forge(saved, tmp_path / "forged.csdf", change_meta, change_tensors)
     with pytest.raises(LibraryError, match=match) as info:
         Library.load(path)
     assert str(path) in str(info.value)
 
 
-def test_infinite_node_count_is_a_library_error(saved, tmp_path):
-    path = _forge(saved, tmp_path / "inf.csdf", lambda m: m["shapes"][0].update(nodes=float("inf")))
+def test_infinite_node_count_is_a_library_error(forge, saved, tmp_path):
+    path = forge(saved, tmp_path / "inf.csdf", lambda m: m["shapes"][0].update(nodes=float("inf")))
     with pytest.raises(LibraryError):
         Library.load(path)
 
 
-def test_bfloat16_scales_are_a_library_error(saved, tmp_path):
-    path = _forge(saved, tmp_path / "bf16.csdf",
+def test_bfloat16_scales_are_a_library_error(forge, saved, tmp_path):
+    path = forge(saved, tmp_path / "bf16.csdf",
                   change_tensors=lambda t: t.update({"shape0.scales": t["shape0.scales"].to(torch.bfloat16)}))
     with pytest.raises(LibraryError, match="scales"):
         Library.load(path)
@@ -293,7 +274,7 @@ def _zstd_frame_declaring(size: int) -> np.ndarray:
     return np.frombuffer(header + bytes([1, 0, 0]), np.uint8)
 
 
-def test_blob_declaring_a_huge_size_is_refused_before_allocating(saved, tmp_path):
+def test_blob_declaring_a_huge_size_is_refused_before_allocating(forge, saved, tmp_path):
     import zstandard
 
     huge = _zstd_frame_declaring(1 << 40)
@@ -305,7 +286,7 @@ def test_blob_declaring_a_huge_size_is_refused_before_allocating(saved, tmp_path
         with pytest.raises(LibraryError, match="declares 1099511627776 bytes"):
             _codec(8).unpack({**packed, blob: huge}, 16, 3, len(keys), "shape x")
     # the same frame inside a library file
-    path = _forge(saved, tmp_path / "huge.csdf", change_tensors=lambda t: t.update({"shape0.nodes": torch.from_numpy(huge.copy())}))
+    path = forge(saved, tmp_path / "huge.csdf", change_tensors=lambda t: t.update({"shape0.nodes": torch.from_numpy(huge.copy())}))
     with pytest.raises(LibraryError, match="declares"):
         Library.load(path)
     assert time.perf_counter() - start < 2.0
