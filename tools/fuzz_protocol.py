@@ -1,7 +1,8 @@
-"""Coverage-guided fuzzing (atheris) of the worker's request and event parsers.
+"""Coverage-guided fuzzing (atheris) of the worker's request, argument and event parsers.
 
-Every line must parse or raise ProtocolError; anything else is a finding (the worker's reader
-thread would die). ``check_protocol_bytes`` is the entry point; CI replays the corpus through
+Every line must parse or raise ProtocolError, and so must the typed arguments of every request
+that parses (``parse_args``, which the worker runs before each job); anything else is a finding
+(the worker's reader thread would die, or a job would fail with a traceback instead of a message). ``check_protocol_bytes`` is the entry point; CI replays the corpus through
 it without atheris (tests/backend/test_fuzz_corpus.py).
 
 Run (libFuzzer adds new inputs to the first directory: a scratch one, the repo's seeds second;
@@ -22,11 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def check_protocol_bytes(data: bytes) -> None:
-    """Parse ``data`` as a request and as an event, as bytes and as text; only ProtocolError may escape."""
-    from backend.interfaces.protocol import ProtocolError, parse_event, parse_request
+    """Parse ``data`` as a request (and its typed arguments) and as an event, as bytes and as
+    text; only ProtocolError may escape."""
+    from backend.interfaces.protocol import ProtocolError, parse_args, parse_event, parse_request
+
+    def typed_request(line: str | bytes) -> None:
+        parse_args(parse_request(line))
 
     text = data.decode("utf-8", errors="surrogateescape")
-    for parse in (parse_request, parse_event):
+    for parse in (typed_request, parse_event):
         for line in (data, text):
             try:
                 parse(line)

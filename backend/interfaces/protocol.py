@@ -249,7 +249,7 @@ class ExploreArgs(RequestArgs):
         _check_finite("explore.code", self.code or [])
         for name in ("spread", "nearest"):
             allowed, value = setting(ExploreConfig, name), getattr(self, name)
-            if not (math.isfinite(value) and allowed.contains(value)):
+            if not (allowed.contains(value) and math.isfinite(value)):  # range first: a huge int overflows isfinite
                 raise ProtocolError(f"explore.{name}: expected {allowed.low}..{allowed.high}, got {value!r}")
 
 
@@ -348,7 +348,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             return None
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer beyond float range (JSON allows 4300 digits)
+                raise ProtocolError(f"{where}: {str(value)[:20]}... is too large a number") from None
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -174,6 +174,10 @@ def test_explore_request_defaults_and_kinds_of_start():
         (protocol.ExploreArgs, {"library": "l", "out": "o", "nearest": -2}, r"explore\.nearest"),
         (protocol.ExploreArgs, {"library": "l", "out": "o", "base": 3}, r"explore\.base"),
         (protocol.ExploreArgs, {"library": "l", "out": "o", "seed": 1.5}, r"explore\.seed"),
+        # integers beyond float range (JSON allows them): a message, not an OverflowError
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "nearest": 10**400}, r"explore\.nearest"),
+        (protocol.ExploreArgs, {"library": "l", "out": "o", "spread": 10**400}, r"explore\.spread: .*too large"),
+        (protocol.DecodeArgs, {"library": "l", "items": [{"target": {"a": -10**400}, "out": "o"}]}, r"target"),
     ],
 )
 def test_detail_and_explore_arguments_are_validated(cls, args, match):
