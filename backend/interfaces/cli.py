@@ -260,6 +260,25 @@ def _cmd_rename(args: argparse.Namespace, console: _Console) -> int:
     return _edit(args, console, lambda lib: rename(lib, args.old, new), f"renamed {args.old!r} to {new!r}")
 
 
+def _cmd_upgrade(args: argparse.Namespace, console: _Console) -> int:
+    """Rewrite a library of an older readable format in the current one: same shapes, same decodes."""
+    from ..store.library import history_entry
+    from ..store.library_meta import FORMAT_VERSION, read_library_meta
+
+    was, before = read_library_meta(args.library)["format_version"], args.library.stat().st_size
+
+    def upgraded(library):  # type: ignore[no-untyped-def]
+        library.history.append(history_entry("upgrade", [], {"from_format": was, "to_format": FORMAT_VERSION}))
+        return library
+
+    if was == FORMAT_VERSION and not args.output:
+        print(f"{args.library} is already format {FORMAT_VERSION}; nothing to do")
+        return EXIT_OK
+    status = _edit(args, console, upgraded, f"format {was} -> {FORMAT_VERSION}")
+    print(f"  {before / 1e3:.0f} KB -> {(args.output or args.library).stat().st_size / 1e3:.0f} KB")
+    return status
+
+
 def _cmd_replace(args: argparse.Namespace, console: _Console) -> int:
     from ..api import replace
     from ..geometry.meshes import load_mesh
@@ -466,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=defaults.resolution)
     p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
 
+    p = sub.add_parser("upgrade", help="rewrite a library of an older format in the current one (same shapes and decodes)")
+    p.add_argument("library", type=Path)
+    p.add_argument("-o", "--output", type=Path, help="write here instead of updating the library")
+
     p = sub.add_parser("info", help="describe a library file")
     p.add_argument("library", type=Path)
     p.add_argument("--json", action="store_true")
@@ -489,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "interpolate": _cmd_interpolate, "invert": _cmd_invert,
              "remove": _cmd_remove, "rename": _cmd_rename, "replace": _cmd_replace, "explore": _cmd_explore,
-             "info": _cmd_info, "eval": _cmd_eval, "make-collection": _cmd_make_collection}
+             "upgrade": _cmd_upgrade, "info": _cmd_info, "eval": _cmd_eval, "make-collection": _cmd_make_collection}
 
 
 def main(argv: list[str] | None = None) -> int:

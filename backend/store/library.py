@@ -3,9 +3,10 @@
 One ``.csdf`` file = safetensors tensors + JSON metadata (see ``library_meta``), written
 atomically (temporary file, fsync, rename). Shape ``i`` owns code row ``i`` and detail grid ``i``,
 stored compactly by ``field.codec.DetailCodec`` (a compressed node mask and quantised, compressed
-features), so removing a shape drops everything it stored. Loading never executes code, checks
-every declared size against bounds and against the file's tensors before allocating anything,
-and validates every tensor.
+features), so removing a shape drops everything it stored. A file of an older readable format
+loads as it was written and saves in the current one (``upgrade`` does just that). Loading never
+executes code, checks every declared size against bounds and against the file's tensors before
+allocating anything, and validates every tensor.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class Library:
         tensors.update({k: v.detach().float().cpu().contiguous() for k, v in _network_tensors(self.model).items()})
         detail_bytes = [0] * len(self.shapes)
         if self.model.detail is not None:
-            grid, codec = self.model.detail.grid, DetailCodec.of(self.preset.storage)
+            grid, codec = self.model.detail.grid, DetailCodec.of(self.preset.storage, FORMAT_VERSION)
             for i in range(len(self.shapes)):
                 packed = codec.pack(grid.keys[i].numpy(), grid.shape_features(i), grid.resolution)
                 tensors.update({f"shape{i}.{k}": torch.from_numpy(v.copy()) for k, v in packed.items()})
@@ -171,7 +172,7 @@ class Library:
                 raise ValueError("a shape's detail node count is not an integer")
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise LibraryError(f"{path}: the library metadata is invalid ({exc})") from exc
-        codec = DetailCodec.of(preset.storage)
+        codec = DetailCodec.of(preset.storage, meta["format_version"])  # the layout of the format it was written in
         _check_declared_sizes(path, preset.model, codec, len(shapes), node_counts)
         try:
             tensors = load_file(str(path))
@@ -189,7 +190,7 @@ class Library:
         if model.detail is not None:
             keys, features = [], []
             for i, count in enumerate(node_counts):
-                stored = {k: tensors[f"shape{i}.{k}"].numpy() for k in codec.TENSORS}
+                stored = {k: tensors[f"shape{i}.{k}"].numpy() for k in codec.tensor_shapes(preset.model.grid_channels)}
                 k, f = codec.unpack(stored, preset.model.grid_resolution, preset.model.grid_channels, count,
                                     f"{path}: shape {shapes[i].name!r}")
                 keys.append(k)

@@ -18,7 +18,9 @@ from ..errors import CompactSdfError, LibraryError
 from ..names import validate_shape_name
 
 FORMAT_NAME = "compact-sdf-library"
-FORMAT_VERSION = 2
+#: 3: each shape's features as one compressed stream per channel (``field.codec``); 2 reads too
+#: (``python -m backend upgrade`` rewrites it as 3, decoding the same).
+FORMAT_VERSION = 3
 #: Oldest format this version still reads (format 1 stored one shared grid; re-encode those files).
 OLDEST_READABLE_VERSION = 2
 METADATA_KEY = "compact_sdf"

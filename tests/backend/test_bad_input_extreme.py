@@ -2,6 +2,7 @@
 larger than memory, newer library formats, forged per-shape data, and full disks."""
 
 import errno
+import struct
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from backend.geometry.meshes import Mesh, Normalization, load_mesh, normalizatio
 from backend.geometry.sampling import cached_samples
 from backend.interfaces.cli import EXIT_ERROR, main
 from backend.store.library import Library
-from backend.store.library_meta import read_library_meta
+from backend.store.library_meta import FORMAT_VERSION, read_library_meta
 
 
 def _box_error(vertices, source):
@@ -98,10 +99,10 @@ def test_cli_decode_and_eval_larger_than_memory_fail_clearly(saved, tmp_path, da
 
 # -- a newer library format ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("version", [3, 2.5, 99])
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, FORMAT_VERSION + 0.5, 99])
 def test_newer_format_is_refused_everywhere(forge, saved, tmp_path, capsys, version):
     path = forge(saved, tmp_path / "newer.csdf", lambda m: m.update(format_version=version))
-    message = rf"written by a newer Compact SDF \(format {version}, this one reads up to format 2\); upgrade"
+    message = rf"written by a newer Compact SDF \(format {version}, this one reads up to format {FORMAT_VERSION}\); upgrade"
     with pytest.raises(LibraryError, match=message):
         read_library_meta(path)  # the torch-free reader Blender lists shapes with
     with pytest.raises(LibraryError, match=message):
@@ -112,10 +113,18 @@ def test_newer_format_is_refused_everywhere(forge, saved, tmp_path, capsys, vers
 
 # -- forged per-shape data ----------------------------------------------------------------------------------------
 
-def _append_frame(name):
+def _append_frame(name, last_stream_too=False):
+    """A change that appends a second zstd frame to the blob ``name`` (and, with ``last_stream_too``,
+    to the length of the last channel's stream in its shape's table, so the table still adds up)."""
     def change(tensors):
-        blob = tensors[name].numpy().tobytes() + zstandard.ZstdCompressor().compress(b"\xff" * 64)
-        tensors[name] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+        extra = zstandard.ZstdCompressor().compress(b"\xff" * 64)
+        tensors[name] = torch.frombuffer(bytearray(tensors[name].numpy().tobytes() + extra), dtype=torch.uint8)
+        if last_stream_too:
+            table = name.replace("features", "streams")
+            entries = list(struct.iter_unpack("<BI", tensors[table].numpy().tobytes()))
+            entries[-1] = (entries[-1][0], entries[-1][1] + len(extra))
+            packed = b"".join(struct.pack("<BI", *entry) for entry in entries)
+            tensors[table] = torch.frombuffer(bytearray(packed), dtype=torch.uint8)
     return change
 
 
@@ -128,7 +137,8 @@ def _transform(**fields):
     (None, lambda t: t.update({"shape0.scales": torch.zeros(4)}), "scales are invalid"),
     (None, lambda t: t.update({"shape1.scales": torch.tensor([1.0, float("nan"), 1.0, 1.0])}), "scales are invalid"),
     (None, _append_frame("shape0.nodes"), "node mask is corrupt"),
-    (None, _append_frame("shape1.features"), "features is corrupt"),
+    (None, _append_frame("shape1.features"), "stream table does not add up"),
+    (None, _append_frame("shape1.features", last_stream_too=True), "channel 3 is corrupt"),
     (_transform(center=["1", "2", "3"]), None, "centre of three numbers"),
     (_transform(center=[True, False, True]), None, "centre of three numbers"),
     (_transform(center=[0.0, 0.0]), None, "centre of three numbers"),

@@ -117,3 +117,52 @@ def test_remove_rename_replace_explore(cli_library, tmp_path, data_dir, capsys):
     assert main(["-q", "interpolate", str(cli_library), "sphere", "torus", "--steps", "3", "--detail", "0.5",
                  "--mode", "distance", "-o", str(tmp_path / "strip"), "--resolution", "32"]) == 0
     assert main(["-q", "rename", str(cli_library), "sphere", "../evil", "-o", str(tmp_path / "x.csdf")]) == EXIT_ERROR
+
+
+def test_upgrade_rewrites_a_format_2_file_in_the_current_format_with_the_same_shapes(cli_library, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """A format-2 file (as the previous version wrote it: layout 2, pinned in test_codec) reads as it
+    is, and ``upgrade`` rewrites it as format 3 with the same codes, features and meshes."""
+    import numpy as np
+    import torch
+
+    import backend.store.library as library_module
+    from backend.api import decode
+    from backend.store.library import Library
+    from backend.store.library_meta import FORMAT_VERSION, read_library_meta
+
+    old, new = tmp_path / "old.csdf", tmp_path / "new.csdf"
+    with monkeypatch.context() as patch:
+        patch.setattr(library_module, "FORMAT_VERSION", 2)
+        Library.load(cli_library).save(old)
+    assert read_library_meta(old)["format_version"] == 2 < FORMAT_VERSION == 3
+    before = Library.load(old)
+    assert main(["upgrade", str(old), "-o", str(new)]) == 0
+    assert "format 2 -> 3" in capsys.readouterr().out
+    after = Library.load(new)
+    assert read_library_meta(new)["format_version"] == 3 and new.stat().st_size < old.stat().st_size
+    assert after.history[-1]["kind"] == "upgrade" and after.history[-1]["from_format"] == 2
+    assert torch.equal(after.codes, before.codes)
+    assert torch.equal(after.model.detail.grid.features, before.model.detail.grid.features)
+    for name in before.names:
+        a, b = decode(before, name, resolution=32), decode(after, name, resolution=32)
+        assert len(a.faces) and np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces)
+    assert main(["upgrade", str(old)]) == 0  # in place
+    assert read_library_meta(old)["format_version"] == 3
+    assert main(["upgrade", str(old)]) == 0 and "already format 3" in capsys.readouterr().out
+
+
+def test_upgrade_of_a_file_from_before_distance_bits_moves_features_by_under_half_a_step(tmp_path):
+    """The corpus's oldest readable file (format 2, no ``distance_bits``) holds an int8 -128, one level
+    beyond what the codec writes: like any re-save of it, the upgrade re-rounds, by under half a step."""
+    import torch
+
+    from backend.field.codec import DetailCodec
+    from backend.store.library import Library
+
+    old = REPO / "tests" / "fuzz_corpus" / "library" / "format2_valid.csdf"
+    assert main(["-q", "upgrade", str(old), "-o", str(tmp_path / "new.csdf")]) == 0
+    before, after = Library.load(old), Library.load(tmp_path / "new.csdf")
+    step = torch.from_numpy(DetailCodec.of(before.preset.storage).quantize(before.model.detail.grid.features)[1])
+    moved = (after.model.detail.grid.features - before.model.detail.grid.features).abs()
+    assert torch.all(moved <= step / 2 + 1e-7)

@@ -68,7 +68,8 @@ def test_a_file_from_before_distance_bits_loads_and_re_saves_the_same_tensors(ti
 
 
 #: sha256 (first 16 hex digits) of the decompressed node mask, features and scales of ``_fixed_shape``,
-#: as the codec wrote them before it was one object (library format 2): the stored layout must not drift.
+#: as the codec wrote them before it was one object (library format 2): files of that format must
+#: keep reading (and, written by layout 2, keep their bytes).
 _LAYOUT_DIGESTS = {(6, 8): "4035fbc8f4c7df96", (4, 6): "df77088bc78b6020", (16, 16): "a8791d5854b2d4c1",
                    (5, 5): "9ca915b06e097a79"}
 
@@ -86,8 +87,9 @@ def test_stored_layout_is_unchanged(bits):
     from backend.field.codec import DetailCodec
 
     keys, features = _fixed_shape()
-    codec = DetailCodec(*bits, 19)
+    codec = DetailCodec(*bits, 19, layout=2)
     packed = codec.pack(keys, features, 16)
+    assert tuple(packed) == tuple(codec.tensor_shapes(4)) == ("nodes", "features", "scales")
     digest = hashlib.sha256()
     for name in ("nodes", "features"):
         digest.update(zstandard.ZstdDecompressor().decompress(packed[name].tobytes()))
@@ -96,6 +98,56 @@ def test_stored_layout_is_unchanged(bits):
     back_keys, back = codec.unpack(packed, 16, 4, len(keys), "shape")
     np.testing.assert_array_equal(back_keys, keys)
     assert torch.equal(back, codec.round_trip(features))
+
+
+#: The same for layout 3 (format 3): mask, then each channel's stream (its mode, its decompressed frame), then scales.
+_STREAM_DIGESTS = {(6, 8): "5edc448a4f073bfe", (4, 6): "d2b06ccc8c73a3b3", (16, 16): "25aeb2a47b331b4d",
+                   (5, 5): "85559b74c4e94551"}
+
+
+def _stream_digest(packed) -> str:
+    import struct
+
+    import zstandard
+
+    digest = hashlib.sha256(zstandard.ZstdDecompressor().decompress(packed["nodes"].tobytes()))
+    start = 0
+    for mode, length in struct.iter_unpack("<BI", packed["streams"].tobytes()):
+        digest.update(bytes([mode]))
+        digest.update(zstandard.ZstdDecompressor().decompress(packed["features"][start : start + length].tobytes()))
+        start += length
+    digest.update(packed["scales"].tobytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("bits", sorted(_STREAM_DIGESTS))
+def test_stream_layout_is_pinned_and_reads_back_what_layout_2_did(bits):
+    from backend.field.codec import DetailCodec
+
+    keys, features = _fixed_shape()
+    codec, old = DetailCodec(*bits, 19), DetailCodec(*bits, 19, layout=2)
+    packed = codec.pack(keys, features, 16)
+    assert _stream_digest(packed) == _STREAM_DIGESTS[bits]
+    back_keys, back = codec.unpack(packed, 16, 4, len(keys), "shape")
+    np.testing.assert_array_equal(back_keys, keys)
+    assert torch.equal(back, old.unpack(old.pack(keys, features, 16), 16, 4, len(keys), "shape")[1])
+
+
+def test_each_channel_is_stored_the_way_it_compresses_smaller():
+    """A smooth channel (a distance along a line) as differences, a noisy one as is: fewer bytes than layout 2."""
+    import struct
+
+    from backend.field.codec import DetailCodec
+
+    rng = np.random.default_rng(3)
+    keys = np.arange(4000)
+    smooth = np.cumsum(rng.normal(0, 0.01, 4000))
+    features = torch.from_numpy(np.stack([smooth, rng.normal(size=4000)], 1).astype(np.float32))
+    packed = DetailCodec(6, 8, 19).pack(keys, features, 16)
+    modes = [mode for mode, _ in struct.iter_unpack("<BI", packed["streams"].tobytes())]
+    assert modes == [1, 0]
+    old = DetailCodec(6, 8, 19, layout=2).pack(keys, features, 16)
+    assert packed["features"].nbytes + packed["streams"].nbytes < old["features"].nbytes
 
 
 def test_channel_0_keeps_distance_bits_and_training_rounds_it_alone():
@@ -125,4 +177,4 @@ def test_library_file_holds_exactly_the_codec_tensors(tiny_library, tmp_path):
     tiny_library.save(tmp_path / "lib.csdf")
     header = read_header(tmp_path / "lib.csdf")
     shape_tensors = {k.split(".", 1)[1] for k in header if k.startswith("shape")}
-    assert shape_tensors == set(DetailCodec.TENSORS)
+    assert shape_tensors == set(DetailCodec.of(tiny_library.preset.storage).tensor_shapes(4))

@@ -121,16 +121,16 @@ def test_file_holds_each_shapes_own_detail(tiny_library, saved):
     names = set(header) - {"__metadata__"}
     assert "codes" in names and not any(n.startswith("detail.grid") for n in names)  # no shared grid
     for i in range(2):
-        assert header[f"shape{i}.nodes"]["dtype"] == header[f"shape{i}.features"]["dtype"] == "U8"
+        assert {header[f"shape{i}.{k}"]["dtype"] for k in ("nodes", "features", "streams")} == {"U8"}
         assert header[f"shape{i}.scales"] == {**header[f"shape{i}.scales"], "dtype": "F32", "shape": [4]}
     assert not any(n.startswith("shape2") for n in names)
     meta = read_library_meta(saved)
-    assert meta["format_version"] == 2 and meta["storage"]["feature_bits"] == StorageConfig().feature_bits
+    assert meta["format_version"] == 3 and meta["storage"]["feature_bits"] == StorageConfig().feature_bits
     grid = tiny_library.model.detail.grid
     for i, shape in enumerate(meta["shapes"]):
         assert shape["nodes"] == grid.node_count(i) > 0
         stored = sum(int(np.prod(header[f"shape{i}.{k}"]["shape"])) * (4 if k == "scales" else 1)
-                     for k in ("nodes", "features", "scales"))
+                     for k in ("nodes", "features", "streams", "scales"))
         assert shape["detail_bytes"] == stored
         assert stored < grid.node_count(i) * grid.channels  # compressed below one byte per feature
     back = Library.load(saved)
@@ -180,6 +180,11 @@ def test_real_format_1_library_asks_to_re_encode():
     (None, lambda t: t.update({"shape0.scales": torch.full((4,), float("nan"))}), "scales are invalid"),
     (None, lambda t: t.update({"shape0.features": t["shape1.features"]}), "features"),
     (None, lambda t: t.update({"shape0.nodes": t["shape1.nodes"]}), "nodes"),
+    (None, lambda t: t.pop("shape0.streams"), "missing"),
+    (None, lambda t: t.update({"shape0.streams": t["shape0.streams"][:-1]}), "stream table holds"),
+    (None, lambda t: t.update({"shape0.features": t["shape1.features"], "shape0.streams": t["shape1.streams"]}),
+     "channel 0 declares"),
+    (None, lambda t: t.update({"shape0.streams": torch.full_like(t["shape0.streams"], 7)}), "stream table|stream mode"),
     (None, lambda t: t.update({"shape0.nodes": t["shape0.nodes"][:-3]}), "node mask"),
     (None, lambda t: t.update({"shape0.nodes": torch.zeros(0, dtype=torch.uint8)}), "node mask"),
 ])
@@ -223,8 +228,9 @@ def test_storage_round_trip(bits):
     keys, features = _random_shape()
     codec = _codec(bits)
     packed = codec.pack(keys, features, 16)
-    assert tuple(packed) == codec.TENSORS == ("nodes", "features", "scales")
-    assert packed["nodes"].dtype == packed["features"].dtype == np.uint8 and packed["scales"].dtype == np.float32
+    assert tuple(packed) == tuple(codec.tensor_shapes(3)) == ("nodes", "features", "streams", "scales")
+    assert packed["nodes"].dtype == packed["features"].dtype == packed["streams"].dtype == np.uint8
+    assert packed["scales"].dtype == np.float32
     back_keys, back = codec.unpack(packed, 16, 3, len(keys), "shape")
     np.testing.assert_array_equal(back_keys, keys)
     assert torch.equal(back, codec.round_trip(features))  # exactly what a fresh library holds
@@ -242,6 +248,13 @@ def test_storage_empty_and_zero_shapes():
     assert torch.equal(_codec(8).unpack(zeros, 8, 2, 2, "zeros")[1], torch.zeros(2, 2))
 
 
+def _moved_boundary(streams: np.ndarray) -> np.ndarray:
+    """A stream table whose first frame claims one byte of the second (the total still adds up)."""
+    entries = list(struct.iter_unpack("<BI", streams.tobytes()))
+    entries[0], entries[1] = (entries[0][0], entries[0][1] + 1), (entries[1][0], entries[1][1] - 1)
+    return np.frombuffer(b"".join(struct.pack("<BI", *e) for e in entries), np.uint8)
+
+
 def test_storage_corrupt_blobs_raise_library_error():
     keys, features = _random_shape()
     packed = _codec(8).pack(keys, features, 16)
@@ -251,6 +264,9 @@ def test_storage_corrupt_blobs_raise_library_error():
         "garbage features": {**packed, "features": np.arange(40, dtype=np.uint8)},
         "truncated features": {**packed, "features": packed["features"][: len(packed["features"]) // 2]},
         "empty features": {**packed, "features": np.zeros(0, np.uint8)},
+        "unknown stream mode": {**packed, "streams": np.concatenate([[9], packed["streams"][1:]]).astype(np.uint8)},
+        "short stream table": {**packed, "streams": packed["streams"][:-5]},
+        "frame boundary moved": {**packed, "streams": _moved_boundary(packed["streams"])},
         "nan scales": {**packed, "scales": np.full(3, np.nan, np.float32)},
         "wrong scales": {**packed, "scales": np.ones(2, np.float32)},
         "float64 scales": {**packed, "scales": packed["scales"].astype(np.float64)},
@@ -282,9 +298,10 @@ def test_blob_declaring_a_huge_size_is_refused_before_allocating(forge, saved, t
     keys, features = _random_shape()
     packed = _codec(8).pack(keys, features, 16)
     start = time.perf_counter()
-    for blob in ("nodes", "features"):
+    streams = np.frombuffer(struct.pack("<BI", 0, huge.size) + struct.pack("<BI", 0, 0) * 2, np.uint8)
+    for forged in ({"nodes": huge}, {"features": huge, "streams": streams}):
         with pytest.raises(LibraryError, match="declares 1099511627776 bytes"):
-            _codec(8).unpack({**packed, blob: huge}, 16, 3, len(keys), "shape x")
+            _codec(8).unpack({**packed, **forged}, 16, 3, len(keys), "shape x")
     # the same frame inside a library file
     path = forge(saved, tmp_path / "huge.csdf", change_tensors=lambda t: t.update({"shape0.nodes": torch.from_numpy(huge.copy())}))
     with pytest.raises(LibraryError, match="declares"):

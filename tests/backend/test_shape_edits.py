@@ -102,7 +102,7 @@ def test_remove_drops_the_shape_and_leaves_the_others_identical(grown, decoded, 
     assert smaller.history[-1]["kind"] == "remove"
     tensors, _ = smaller.tensors()
     assert sorted(k for k in tensors if k.startswith("shape")) == [f"shape{i}.{k}" for i in (0, 1)
-                                                                     for k in ("features", "nodes", "scales")]
+                                                                     for k in ("features", "nodes", "scales", "streams")]
     path = tmp_path / "smaller.csdf"
     smaller.save(path)
     from backend.store.library import Library
