@@ -462,8 +462,9 @@ def interpolate(
     necessarily output). Each mesh's ``stats`` hold its ``weights`` and its ``path_position`` in [0, 1]."""
     if len(names) < 2:
         raise ValueError("interpolation needs at least two shapes")
-    if count < 2:
-        raise ValueError("count must be at least 2 (the two endpoints)")
+    allowed = setting(DecodeConfig, "count")
+    if not allowed.contains(count):  # each mesh is a full decode: a typo of 10**6 must not run for days
+        raise ValueError(f"count must be {allowed.low}..{allowed.high} (endpoints included), got {count}")
     if pace not in PACES:
         raise ValueError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
     blend_mode(mode)  # BadInputError for an unknown mode before any decode

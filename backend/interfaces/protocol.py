@@ -28,6 +28,7 @@ import types
 import typing
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from ..config import (DEFAULT_CHECKPOINT_MINUTES, DEFAULT_DEVICE, DEFAULT_FRAME, DEFAULT_PRESET, DEFAULT_SIZE, FRAMES,
@@ -489,15 +490,23 @@ def cancelled(job_id: str, message: str = "Cancelled; nothing was written.") -> 
 
 
 def save_meshes(path: str, meshes: list[dict[str, Any]]) -> None:
-    """Write meshes (dicts keyed by ``MESH_KEYS``) to one uncompressed ``.npz`` (numpy imported lazily)."""
+    """Write meshes (dicts keyed by ``MESH_KEYS``) to one uncompressed ``.npz`` (numpy imported
+    lazily), atomically: a worker killed mid-write leaves no partial file for Blender to read."""
     import numpy as np
+
+    from ..atomic_io import atomic_write
 
     arrays = {}
     for index, mesh in enumerate(meshes):
         for key in MESH_KEYS:
             if mesh.get(key) is not None:
                 arrays[f"{key}_{index}"] = np.ascontiguousarray(mesh[key])
-    np.savez(path, **arrays)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to the temporary's name
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)
 
 
 def load_meshes(path: str, count: int) -> list[dict[str, Any]]:

@@ -49,3 +49,6 @@ def test_even_pace_keeps_the_endpoints_and_records_positions(tiny_library):
         np.testing.assert_array_equal(a.vertices, b.vertices)
     with pytest.raises(ValueError, match="pace"):
         interpolate(tiny_library, ["sphere", "torus"], 4, resolution=40, pace="fast")
+    for count in (1, 1001, 10**6):  # config's range, as the CLI and the protocol have it; checked before any decode
+        with pytest.raises(ValueError, match="count must be 2..1000"):
+            interpolate(tiny_library, ["sphere", "torus"], count, resolution=40)

@@ -131,6 +131,23 @@ def test_mesh_npz_round_trip_without_pickle(tmp_path):
         protocol.load_meshes(path, 3)
 
 
+def test_mesh_npz_write_is_atomic(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the old file (or none) and no temporary beside it."""
+    path = tmp_path / "meshes.npz"
+    mesh = {"vertices": np.zeros((3, 3), np.float32), "faces": np.array([[0, 1, 2]], np.int32)}
+    protocol.save_meshes(str(path), [mesh])
+    before = path.read_bytes()
+
+    def full_disk(handle, **arrays):
+        handle.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        protocol.save_meshes(str(path), [mesh, mesh])
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["meshes.npz"]
+
+
 def test_protocol_module_imports_nothing_heavy():
     code = "import sys, backend.interfaces.protocol; print(sorted(m for m in ('numpy', 'torch', 'bpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
