@@ -127,3 +127,18 @@ def test_detail_bytes_accounts_for_every_stored_byte(tiny_library, tmp_path):
         assert all(ch["mode"] in ("as is", "diff") and 0 <= ch["bits_as_is"] <= 8 for ch in row["channels"])
     assert entropy_bits(np.array([1, 1, 2, 2])) == 1.0 and entropy_bits(np.array([3])) == 0.0
     assert "mean stored detail" in report(path)[-1]
+
+
+def test_lattice_ceiling_reads_a_stored_sphere_back(data_dir):
+    """Catmull-Rom weights sum to one and reproduce a line; a sphere stored at 24³ and read at 24³
+    comes back at its meshing limit (ratio ~1 with exact distances), cubic no worse than trilinear at 40³."""
+    from bench.lattice_ceiling import catmull_rom, measure
+
+    t = np.linspace(0, 1, 7)
+    weights = catmull_rom(t)
+    np.testing.assert_allclose(weights.sum(-1), 1.0)
+    np.testing.assert_allclose(weights @ np.array([-1.0, 0.0, 1.0, 2.0]), t, atol=1e-12)
+    rows = [r.strip("| ").split(" | ") for r in measure(data_dir / "sphere.obj", [24], [24, 40], band=4.5, exact=True)]
+    ratio = {(r[2], r[3]): float(r[6]) for r in rows}
+    assert ratio[("24³", "trilinear")] == pytest.approx(1.0, abs=0.05)
+    assert ratio[("40³", "cubic")] <= ratio[("40³", "trilinear")] * 1.05
