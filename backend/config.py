@@ -113,7 +113,9 @@ class ModelConfig(_Settings):
     coarse_width: int = _setting(128, 8, 8192, "coarse MLP width")
     coarse_depth: int = _setting(4, 2, 64, "coarse MLP hidden layers (input re-injected before the middle one)")
     grid_resolution: int = _setting(256, 8, 1024, "detail lattice points per axis over [-1, 1]")
-    grid_channels: int = _setting(4, 1, 256, "features per detail node")
+    #: 1, not 4: three learned channels beside the stored distance cost 2.3x the bytes and changed no
+    #: decode (17 shapes at 256³: mean fidelity ratio 1.45 -> 1.43, 443 -> 191 KB per shape; docs/benchmarks.md).
+    grid_channels: int = _setting(1, 1, 256, "features per detail node (the first is the node's stored distance)")
     detail_width: int = _setting(64, 8, 8192, "detail MLP width")
     detail_depth: int = _setting(2, 1, 64, "detail MLP hidden layers")
     detail: bool = True  #: False gives the generalization-only (DeepSDF-style) baseline
@@ -305,15 +307,22 @@ PRESET_CHOICES: dict[str, Choice] = _choices(
 )
 
 #: Byte budgets for each shape's detail: (features per node, stored band half-width in voxels).
-SIZES: dict[str, tuple[int, float]] = {"small": (2, 1.5), "default": (4, 2.0), "large": (8, 3.0)}
+#: ``default`` stores the distance alone (see ``ModelConfig.grid_channels``); ``large`` keeps the
+#: learned channels of earlier versions, which measured no better at 256³ (docs/benchmarks.md).
+SIZES: dict[str, tuple[int, float]] = {"small": (1, 1.5), "default": (1, 2.0), "large": (8, 3.0)}
 
 
 def _size_choices() -> dict[str, Choice]:
     """SIZES as the panel lists them, the description derived from the numbers."""
     by_bytes = sorted(SIZES, key=lambda name: SIZES[name][0] * SIZES[name][1])
-    notes = {by_bytes[0]: "Fewest bytes per shape: ", by_bytes[-1]: "Most detail, most bytes: "}
-    return _choices(*(Choice(name, name.capitalize(), f"{notes.get(name, '')}{channels} features per node in a "
-                                                       f"±{band:g}-voxel band") for name, (channels, band) in SIZES.items()))
+    notes = {by_bytes[0]: "Fewest bytes per shape: ", by_bytes[-1]: "Most bytes per shape: "}
+
+    def describe(name: str, channels: int, band: float) -> str:
+        stored = "the distance alone" if channels == 1 else f"{channels} features"
+        text = f"{notes.get(name, '')}{stored} per node in a ±{band:g}-voxel band"
+        return text[0].upper() + text[1:]
+
+    return _choices(*(Choice(name, name.capitalize(), describe(name, *SIZES[name])) for name in SIZES))
 
 
 SIZE_CHOICES: dict[str, Choice] = _size_choices()

@@ -167,7 +167,8 @@ def test_tiny_encode_then_decode(worker, tmp_path):
     from backend.config import SIZES
     from backend.store.library import Library
 
-    assert Library.load(library).model.detail.grid.channels == SIZES["small"][0]  # the size setting arrived
+    stored = Library.load(library)  # the size setting arrived
+    assert (stored.model.detail.grid.channels, stored.preset.storage.band_cells) == SIZES["small"]
     assert progress and all(p.get("total") > 0 for p in progress)
 
     out = tmp_path / "ball.npz"
