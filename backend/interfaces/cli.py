@@ -1,4 +1,4 @@
-"""Command line: ``python -m backend {encode,decode,interpolate,invert,remove,rename,replace,explore,info,eval,make-collection}``.
+"""Command line: ``python -m backend {encode,decode,interpolate,invert,remove,rename,replace,explore,upgrade,info,eval,make-collection}``.
 
 Thin over ``backend.api``. Exit codes: 0 success, 1 a clear error (bad mesh, bad library, an
 unwritable output, ...), 2 bad usage, 130 cancelled with Ctrl-C (existing files untouched).
@@ -262,12 +262,12 @@ def _cmd_rename(args: argparse.Namespace, console: _Console) -> int:
 
 def _cmd_upgrade(args: argparse.Namespace, console: _Console) -> int:
     """Rewrite a library of an older readable format in the current one: same shapes, same decodes."""
-    from ..store.library import history_entry
+    from ..store.library import Library, history_entry
     from ..store.library_meta import FORMAT_VERSION, read_library_meta
 
     was, before = read_library_meta(args.library)["format_version"], args.library.stat().st_size
 
-    def upgraded(library):  # type: ignore[no-untyped-def]
+    def upgraded(library: Library) -> Library:
         library.history.append(history_entry("upgrade", [], {"from_format": was, "to_format": FORMAT_VERSION}))
         return library
 
