@@ -182,8 +182,10 @@ def _unpack_streams(features: np.ndarray, streams: np.ndarray, count: int, chann
 
 
 def _dequantize(values: np.ndarray, scales: np.ndarray) -> torch.Tensor:
-    """Features (k, C) float32 from stored values and per-channel scales."""
-    return torch.from_numpy(values.astype(np.float32) * scales[None, :].astype(np.float32))
+    """Features (k, C) float32 from stored values and per-channel scales (a forged scale near the
+    float32 limit overflows to inf, which ``unpack`` refuses: no warning on the way)."""
+    with np.errstate(over="ignore"):
+        return torch.from_numpy(values.astype(np.float32) * scales[None, :].astype(np.float32))
 
 
 def _delta(values: np.ndarray) -> np.ndarray:
