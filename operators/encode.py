@@ -90,11 +90,7 @@ class CSDF_OT_encode_selected(JobOperator, bpy.types.Operator):
 
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
             settings = context.scene.csdf
-            refresh_shapes(settings, read_meta(path))
-            for name, matrix in matrices.items():
-                item = settings.shapes.get(name)
-                if item is not None:
-                    item.matrix, item.has_matrix = matrix, True
+            refresh_shapes(settings, read_meta(path), placed=matrices)
             shared = " " + rpt_("In the library's shared frame.") if data.get("frame") == SHARED_FRAME else ""
             return rpt_("Encoded {} into {} in {:.0f} s ({} in the library).").format(
                 shape_count(len(names)), path.name, data.get("elapsed_s", 0), len(settings.shapes)) + shared + skipped
@@ -239,11 +235,10 @@ class CSDF_OT_encode_resume(JobOperator, bpy.types.Operator):
 
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
             settings = context.scene.csdf
-            refresh_shapes(settings, read_meta(path))
-            for name in names:  # placed like the scene's objects of the same name, as Encode places its own
-                item, obj = settings.shapes.get(name), context.scene.objects.get(name)
-                if item is not None and obj is not None and obj.type == "MESH":
-                    item.matrix, item.has_matrix = obj.matrix_world.copy(), True
+            # placed like the scene's objects of the same name, as Encode places its own
+            objects = [context.scene.objects.get(name) for name in names]
+            placed = {obj.name: obj.matrix_world.copy() for obj in objects if obj is not None and obj.type == "MESH"}
+            refresh_shapes(settings, read_meta(path), placed=placed)
             return rpt_("Resumed and encoded {} into {} in {:.0f} s ({} in the library).").format(
                 shape_count(len(names)), path.name, data.get("elapsed_s", 0), len(settings.shapes))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mathutils import Matrix
@@ -13,8 +14,9 @@ def encode_errors(stats: dict[str, Any]) -> tuple[float, float]:
     return (float(near) if near is not None else -1.0, float(far) if far is not None else -1.0)
 
 
-def refresh_shapes(settings: Any, meta: dict[str, Any]) -> None:
-    """Rebuild the shape list from library metadata, keeping per-shape UI state by name."""
+def refresh_shapes(settings: Any, meta: dict[str, Any], placed: Mapping[str, Matrix] | None = None) -> None:
+    """Rebuild the shape list from library metadata, keeping per-shape UI state by name; the shapes
+    in ``placed`` (just encoded from scene objects) record those world matrices."""
     from ..backend.store.library_meta import shape_frame
 
     kept = {
@@ -30,6 +32,10 @@ def refresh_shapes(settings: Any, meta: dict[str, Any]) -> None:
         if item.name in kept:
             item.use, item.weight, matrix, item.has_matrix = kept[item.name]
             item.matrix = matrix
+    for name, matrix in (placed or {}).items():
+        item = settings.shapes.get(name)
+        if item is not None:
+            item.matrix, item.has_matrix = matrix, True
     settings.active_shape = min(settings.active_shape, max(len(settings.shapes) - 1, 0))
     settings.library_error = ""
 

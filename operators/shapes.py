@@ -66,10 +66,7 @@ class CSDF_OT_shape_replace(_ShapeOperator, bpy.types.Operator):
         matrix = obj.matrix_world.copy()
 
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
-            refresh_shapes(context.scene.csdf, read_meta(path))
-            item = context.scene.csdf.shapes.get(name)
-            if item is not None:
-                item.matrix, item.has_matrix = matrix, True
+            refresh_shapes(context.scene.csdf, read_meta(path), placed={name: matrix})
             return rpt_("Re-encoded {} in {} in {:.0f} s").format(name, path.name, data.get("elapsed_s", 0))
 
         request = protocol.ReplaceArgs(
