@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from backend.field.codec import DetailCodec
+from backend.field.codec import STREAM_ENTRY, DetailCodec
 from backend.store.library import Library
 
 _MODES = {0: "as is", 1: "diff"}
@@ -32,8 +32,6 @@ def entropy_bits(values: np.ndarray) -> float:
 
 def shape_rows(library: Library) -> list[dict]:
     """One dict per shape: name, nodes, mask bytes, and per channel (bytes, mode, entropy as is / as differences)."""
-    import struct
-
     grid = library.model.detail.grid
     codec = DetailCodec.of(library.preset.storage)
     rows = []
@@ -41,7 +39,7 @@ def shape_rows(library: Library) -> list[dict]:
         features = grid.shape_features(i).detach()
         packed = codec.pack(grid.keys[i].numpy(), features, grid.resolution)
         values, _ = codec.quantize(features)
-        streams = list(struct.iter_unpack("<BI", packed["streams"].tobytes()))
+        streams = list(STREAM_ENTRY.iter_unpack(packed["streams"].tobytes()))
         channels = []
         for c, (mode, length) in enumerate(streams):
             column = values[:, c]

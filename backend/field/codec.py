@@ -145,7 +145,7 @@ class DetailCodec:
 
 #: A stream's mode in layout 3: the channel's values as they are, or as differences along node order.
 _AS_IS, _DIFFERENCES = 0, 1
-_STREAM = struct.Struct("<BI")  #: one channel's entry in the streams table: mode, compressed length
+STREAM_ENTRY = struct.Struct("<BI")  #: one channel's entry in the streams table (mode, compressed length)
 
 
 def _pack_streams(values: np.ndarray, compressor: object) -> tuple[np.ndarray, np.ndarray]:
@@ -158,16 +158,16 @@ def _pack_streams(values: np.ndarray, compressor: object) -> tuple[np.ndarray, n
             options[_DIFFERENCES] = compressor.compress(_delta(column[:, None]).tobytes())  # type: ignore[attr-defined]
         mode = min(options, key=lambda m: (len(options[m]), m))
         frames.append(options[mode])
-        table.append(_STREAM.pack(mode, len(options[mode])))
+        table.append(STREAM_ENTRY.pack(mode, len(options[mode])))
     return np.frombuffer(b"".join(frames), np.uint8), np.frombuffer(b"".join(table), np.uint8)
 
 
 def _unpack_streams(features: np.ndarray, streams: np.ndarray, count: int, channels: int, dtype: np.dtype,
                     what: str) -> np.ndarray:
     """The stored values (count, channels) of layout 3; LibraryError if the table or a frame is forged."""
-    if streams.shape != (channels * _STREAM.size,):
-        raise LibraryError(f"{what} stream table holds {streams.size} bytes, expected {channels * _STREAM.size}")
-    entries = list(_STREAM.iter_unpack(streams.tobytes()))
+    if streams.shape != (channels * STREAM_ENTRY.size,):
+        raise LibraryError(f"{what} stream table holds {streams.size} bytes, expected {channels * STREAM_ENTRY.size}")
+    entries = list(STREAM_ENTRY.iter_unpack(streams.tobytes()))
     if sum(length for _, length in entries) != features.size:
         raise LibraryError(f"{what} stream table does not add up to its {features.size} bytes of features")
     values, start = np.empty((count, channels), dtype), 0
