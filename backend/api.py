@@ -23,11 +23,13 @@ from .field.device import pick_device
 from .field.distributed import SINGLE, Cluster, broadcast_, check_shape_count, gather_to_root, join, leave
 from .errors import BadInputError, BadMeshError, Cancelled, CheckpointError, LibraryError
 from .store.library import Library, ShapeEntry, history_entry
+from .geometry.correspondence import handles
 from .geometry.frames import PER_SHAPE, SHARED, FrameChoice, choose_frame
 from .geometry.meshes import Mesh, Normalization, normalization, validate_mesh
 from .field.model import CompactSdf
 from .names import validate_shape_name
 from .latent.explore import code_space, nearest_shapes, random_code, vary
+from .latent.morph import MorphPath, along, handle_mismatch, morph_blend, morph_path
 from .latent.pacing import even_positions
 from .latent.recipes import normalized_weights, path_weights
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
@@ -36,7 +38,7 @@ from .field.codec import DetailCodec
 from .field.train import TrainingRun, fit_code, stored_band, train_coarse, train_detail
 
 __all__ = ["Progress", "Library", "DecodedMesh", "encode", "encode_on_cluster", "remove", "rename", "replace", "decode", "interpolate",
-           "explore", "Exploration", "invert", "code_of", "Cancelled"]
+           "explore", "Exploration", "invert", "code_of", "Cancelled", "carry", "correspond", "Carried"]
 
 DecodeTarget = str | Mapping[str, float] | np.ndarray
 _DECODE, _EXPLORE, _ENCODE = DecodeConfig(), ExploreConfig(), EncodeConfig()
@@ -406,6 +408,14 @@ def decode(
         code = code.to(library.codes.device)
         transform = _blend(library, {like: 1.0} if isinstance(like, str) else like, mode)[1] if like else Normalization((0.0, 0.0, 0.0), 1.0)
     whole = [row for row, w in weights.items() if w >= 1.0]
+    fallback = None
+    if blend.moves_parts and len(weights) > 1 and not whole:
+        morphed = _morph_decode(library, weights, transform, resolution=resolution, band=band, detail=detail,
+                                normalized=normalized, should_stop=should_stop)
+        if isinstance(morphed, DecodedMesh):
+            morphed.stats["seconds"] = round(time.perf_counter() - start, 3)
+            return morphed
+        fallback = morphed
     if whole and detail == 1.0 and library.model.detail is not None:
         check_memory(resolution, "shape")
         volume, stats = shape_volume(library.model, library.codes[whole[0]], whole[0], resolution, reporter=reporter)
@@ -430,7 +440,57 @@ def decode(
         raise LibraryError(f"decoding {_describe(target)} gives infinite coordinates: its transform (scale "
                            f"{transform.scale:.3g}) is corrupt")
     stats["seconds"] = round(time.perf_counter() - start, 3)
+    if fallback is not None:
+        stats["morph_fallback"] = fallback
     return DecodedMesh(V, F, N, stats)
+
+
+def _shape_meshes(library: Library, rows: Sequence[int], **options: object) -> list[Mesh]:
+    """Each shape of ``rows`` decoded on its own, in the working cube (its frame)."""
+    return [Mesh(m.vertices, m.faces.astype(np.int64)) for m in
+            (decode(library, library.shapes[row].name, normalized=True, **options) for row in rows)]
+
+
+#: Lattice on which a shape's holes are counted before a morph (``geometry.correspondence.handles``).
+_HANDLE_RESOLUTION = 64
+
+
+def _handles(library: Library, rows: Sequence[int]) -> list[int]:
+    """Holes through each shape of ``rows`` (see ``geometry.correspondence.handles``)."""
+    counts = []
+    for row in rows:
+        if library.model.detail is not None:
+            volume = shape_volume(library.model, library.codes[row], row, _HANDLE_RESOLUTION, distances=True)[0]
+        else:
+            volume = coarse_lattice(library.model, library.codes[row], _HANDLE_RESOLUTION)[2].cpu().numpy()
+        counts.append(handles(volume))
+    return counts
+
+
+def _morphed(vertices: np.ndarray, faces: np.ndarray, transform: Normalization, normalized: bool, stats: dict) -> DecodedMesh:
+    """A morphed mesh as ``decode`` returns meshes: in the working cube or the blend's units, with normals."""
+    import igl
+
+    normals = igl.per_vertex_normals(vertices, faces.astype(np.int64)).astype(np.float32)
+    out = vertices if normalized else transform.invert(vertices)
+    return DecodedMesh(np.asarray(out, dtype=np.float64), faces.astype(np.int32), normals, stats)
+
+
+def _morph_decode(library: Library, weights: Mapping[int, float], transform: Normalization, *, normalized: bool,
+                  **options: object) -> DecodedMesh | str:
+    """A weighted blend of shapes as a morph: the heaviest shape's mesh registered onto each other
+    shape and the copies blended (``latent.morph``); the reason instead where they cannot correspond."""
+    rows = sorted(weights, key=lambda row: -weights[row])
+    mismatch = handle_mismatch(_handles(library, rows), [(0, i) for i in range(1, len(rows))])
+    if mismatch is not None:
+        return mismatch
+    meshes = _shape_meshes(library, rows, **options)
+    vertices, failure, fits = morph_blend(meshes[0], [(m, weights[r]) for m, r in zip(meshes[1:], rows[1:])],
+                                          weights[rows[0]])
+    if vertices is None:
+        return failure
+    stats = {"resolution": options["resolution"], "morph": {"source": library.shapes[rows[0]].name, "fits": fits}}
+    return _morphed(vertices, meshes[0].faces, transform, normalized, stats)
 
 
 def _describe(target: DecodeTarget) -> str:
@@ -467,10 +527,16 @@ def interpolate(
         raise ValueError(f"count must be {allowed.low}..{allowed.high} (endpoints included), got {count}")
     if pace not in PACES:
         raise ValueError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
-    blend_mode(mode)  # BadInputError for an unknown mode before any decode
     reporter = Reporter(on_progress, should_stop)
     span = len(names) - 1
     positions = np.linspace(0, span, count)
+    fallback = None
+    if blend_mode(mode).moves_parts:  # BadInputError for an unknown mode before any decode
+        path = _morph_path(library, names, reporter, resolution=resolution, band=band, detail=detail, device=device,
+                           should_stop=should_stop)
+        if path.failure is None:
+            return _morph_interpolate(library, names, path, positions, pace, normalized)
+        fallback, mode = path.failure, "distance"
     if pace == "even":
         probe_at = np.linspace(0, span, _PACE_PROBES * (count - 1) + 1)
         probes = []
@@ -487,8 +553,87 @@ def interpolate(
         mesh = decode(library, weights, resolution=resolution, band=band, mode=mode, detail=detail,
                       normalized=normalized, device=device, should_stop=should_stop)
         mesh.stats.update(weights=weights, path_position=float(t / span))
+        if fallback is not None:
+            mesh.stats["morph_fallback"] = fallback
         results.append(mesh)
     return results
+
+
+def _morph_path(library: Library, names: Sequence[str], reporter: Reporter, **options: object) -> MorphPath:
+    """The first shape's decoded mesh carried through the others (``latent.morph``), in the working cube."""
+    rows = [library.index(n) for n in names]
+    mismatch = handle_mismatch(_handles(library, rows), [(i, i + 1) for i in range(len(rows) - 1)])
+    if mismatch is not None:
+        return MorphPath(np.zeros((0, 3), np.int64), [], failure=mismatch)
+    return morph_path(_shape_meshes(library, rows, **options),
+                      on_step=lambda i, n: reporter.report("morphing", i, n, message=f"registering step {i + 1} of {n}"))
+
+
+def _morph_interpolate(library: Library, names: Sequence[str], path: MorphPath, positions: np.ndarray, pace: str,
+                       normalized: bool) -> list[DecodedMesh]:
+    """The meshes of a morph path at ``positions`` (re-spaced for ``pace="even"``): one face list throughout."""
+    span = len(names) - 1
+    if pace == "even":
+        probe_at = np.linspace(0, span, _PACE_PROBES * (len(positions) - 1) + 1)
+        positions = even_positions([Mesh(path.at(t), path.faces) for t in probe_at], probe_at, len(positions))
+    results = []
+    for t in positions:
+        weights = path_weights(names, t)
+        stats = {"weights": weights, "path_position": float(t / span), "morph": {"source": names[0], "fits": path.fits}}
+        results.append(_morphed(path.at(t), path.faces, _blend(library, weights, "linear")[1], normalized, stats))
+    return results
+
+
+@dataclasses.dataclass
+class Carried:
+    """Points of a path's first shape carried along a morph path: ``positions`` (count, n, 3) at
+    ``path_positions`` (count,), each in its blend's units (the first shape's, in a shared frame);
+    ``failure`` says why the shapes cannot correspond (``positions`` is then None); ``fits`` holds
+    each registration's measurements."""
+
+    positions: np.ndarray | None
+    path_positions: np.ndarray
+    failure: str | None
+    fits: list[dict]
+
+
+def carry(
+    library: Library,
+    names: Sequence[str],
+    points: np.ndarray,
+    count: int = _DECODE.count,
+    *,
+    resolution: int = _DECODE.interactive_resolution,
+    device: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+) -> Carried:
+    """Carry ``points`` (n, 3) of ``names[0]``'s surface, in its source's units (an artist's mesh of
+    that shape), along the morph path through ``names``: ``count`` evenly spaced positions, endpoints
+    included; the last lies on the last shape's surface. Shapes are registered at ``resolution``³."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
+        raise BadInputError(f"points must be finite (n, 3) coordinates, got shape {points.shape}")
+    if len(names) < 2:
+        raise ValueError("carrying points needs at least two shapes")
+    allowed = setting(DecodeConfig, "count")
+    if not allowed.contains(count):
+        raise ValueError(f"count must be {allowed.low}..{allowed.high} (endpoints included), got {count}")
+    span = len(names) - 1
+    positions = np.linspace(0, span, count)
+    path = _morph_path(library, names, Reporter(on_progress, should_stop), resolution=resolution, device=device,
+                       should_stop=should_stop)
+    if path.failure is not None:
+        return Carried(None, positions / span, path.failure, path.fits)
+    stations = path.carry(library.shapes[library.index(names[0])].transform.apply(points))
+    out = np.stack([_blend(library, path_weights(names, t), "linear")[1].invert(along(stations, t)) for t in positions])
+    return Carried(out, positions / span, None, path.fits)
+
+
+def correspond(library: Library, source: str, target: str, points: np.ndarray, **options: object) -> Carried:
+    """Map ``points`` of shape ``source``'s surface (its source's units) to their counterparts on
+    ``target``'s surface (its units): ``positions[1]`` of a two-shape ``carry``."""
+    return carry(library, [source, target], points, 2, **options)
 
 
 #: Probe decodes per output step, and their largest lattice, of an evenly paced path.

@@ -55,11 +55,18 @@ class BlendMode:
     #: True: the decoded field is the weighted blend of each shape's own field (its code's field
     #: plus its stored detail); False: the field of the blended code.
     blends_fields: bool = False
+    #: True: blends of library shapes carry one shape's mesh onto the others' surfaces and blend
+    #: vertices (``latent.morph``); where shapes cannot correspond, the fields blend instead.
+    moves_parts: bool = False
 
 
 BLEND_MODES: dict[str, BlendMode] = {
     mode.name: mode
     for mode in (
+        BlendMode("morph", "Morph",
+                  "Carry one shape's surface onto the other's so parts move, one mesh along the whole path "
+                  "(falls back to Distance Fields where the shapes cannot correspond)",
+                  _slerp, blends_fields=True, moves_parts=True),
         BlendMode("slerp", "Spherical", "Interpolate code directions on the sphere (keeps detail in the middle)", _slerp),
         BlendMode("linear", "Linear", "Straight weighted average of codes", _linear),
         BlendMode("distance", "Distance Fields",

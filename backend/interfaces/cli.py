@@ -214,6 +214,28 @@ def _cmd_interpolate(args: argparse.Namespace, console: _Console) -> int:
     return EXIT_OK
 
 
+def _cmd_correspond(args: argparse.Namespace, console: _Console) -> int:
+    from ..api import carry
+    from ..store.library import Library
+    from ..geometry.meshes import load_mesh, save_mesh
+
+    library = Library.load(args.library)
+    mesh = load_mesh(args.mesh)
+    carried = carry(library, args.shapes, mesh.vertices, args.steps, resolution=args.resolution,
+                    on_progress=console.progress, should_stop=console.should_stop)
+    console.done()
+    if carried.failure is not None:
+        print(f"error: {' and '.join(args.shapes)} cannot correspond: {carried.failure}", file=sys.stderr)
+        return EXIT_ERROR
+    output = _output_dir(args.output)
+    stem = safe_file_stem(args.mesh.stem)
+    for i, vertices in enumerate(carried.positions):
+        save_mesh(output / f"{stem}_{i:02d}.{args.format}", vertices, mesh.faces)
+    print(f"wrote {len(carried.positions)} meshes {stem}_00..{len(carried.positions) - 1:02d}.{args.format} to {args.output} "
+          f"(one face list; the last on {args.shapes[-1]}'s surface)")
+    return EXIT_OK
+
+
 def _cmd_invert(args: argparse.Namespace, console: _Console) -> int:
     from ..api import invert
     from ..store.library import Library
@@ -445,6 +467,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=defaults.resolution)
     p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
 
+    p = sub.add_parser("correspond", help="carry a mesh of the first shape's surface along the morph path through "
+                                          "shapes (its vertices mapped onto each; one face list)")
+    p.add_argument("library", type=Path)
+    p.add_argument("mesh", type=Path, help="a mesh lying on the first shape's surface, in its source's units")
+    p.add_argument("shapes", nargs="+", help="two or more shape names, the mesh's own first")
+    p.add_argument("--steps", type=int, default=2, help="meshes along the path, endpoints included (2: just the mapped one)")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--resolution", type=int, default=defaults.interactive_resolution, help="lattice the shapes are registered at")
+    p.add_argument("--format", default="obj", choices=["obj", "ply", "stl", "off"])
+
     p = sub.add_parser("invert", help="fit a code for an unseen mesh (shared weights frozen)")
     p.add_argument("library", type=Path)
     p.add_argument("mesh", type=Path)
@@ -510,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "interpolate": _cmd_interpolate, "invert": _cmd_invert,
+_COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "interpolate": _cmd_interpolate, "correspond": _cmd_correspond,
+             "invert": _cmd_invert,
              "remove": _cmd_remove, "rename": _cmd_rename, "replace": _cmd_replace, "explore": _cmd_explore,
              "upgrade": _cmd_upgrade, "info": _cmd_info, "eval": _cmd_eval, "make-collection": _cmd_make_collection}
 
