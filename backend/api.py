@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from .geometry.meshes import Mesh, Normalization, normalization, validate_mesh
 from .field.model import CompactSdf
 from .names import validate_shape_name
 from .latent.explore import code_space, nearest_shapes, random_code, vary
-from .latent.morph import MorphPath, along, handle_mismatch, morph_blend, morph_path
+from .latent.morph import MorphPath, along, handle_mismatch, morph_path
 from .latent.pacing import even_positions
 from .latent.recipes import normalized_weights, path_weights
 from .progress import Progress, ProgressCallback, Reporter, StopCallback
@@ -478,19 +480,19 @@ def _morphed(vertices: np.ndarray, faces: np.ndarray, transform: Normalization, 
 
 def _morph_decode(library: Library, weights: Mapping[int, float], transform: Normalization, *, normalized: bool,
                   **options: object) -> DecodedMesh | str:
-    """A weighted blend of shapes as a morph: the heaviest shape's mesh registered onto each other
-    shape and the copies blended (``latent.morph``); the reason instead where they cannot correspond."""
+    """A weighted blend of shapes as a morph: the heaviest shape's mesh carried onto each other shape
+    and the copies blended with the weights (``latent.morph``); the reason instead where they cannot correspond."""
     rows = sorted(weights, key=lambda row: -weights[row])
-    mismatch = handle_mismatch(_handles(library, rows), [(0, i) for i in range(1, len(rows))])
-    if mismatch is not None:
-        return mismatch
-    meshes = _shape_meshes(library, rows, **options)
-    vertices, failure, fits = morph_blend(meshes[0], [(m, weights[r]) for m, r in zip(meshes[1:], rows[1:])],
-                                          weights[rows[0]])
-    if vertices is None:
-        return failure
-    stats = {"resolution": options["resolution"], "morph": {"source": library.shapes[rows[0]].name, "fits": fits}}
-    return _morphed(vertices, meshes[0].faces, transform, normalized, stats)
+    source = library.shapes[rows[0]].name
+    paths = []
+    for row in rows[1:]:
+        path = _morph_path(library, [source, library.shapes[row].name], Reporter(), **options)
+        if path.failure is not None:
+            return path.failure
+        paths.append(path)
+    vertices = weights[rows[0]] * paths[0].stations[0] + sum(weights[r] * p.stations[1] for r, p in zip(rows[1:], paths))
+    stats = {"resolution": options["resolution"], "morph": {"source": source, "fits": [p.fits[0] for p in paths]}}
+    return _morphed(vertices, paths[0].faces, transform, normalized, stats)
 
 
 def _describe(target: DecodeTarget) -> str:
@@ -559,14 +561,38 @@ def interpolate(
     return results
 
 
-def _morph_path(library: Library, names: Sequence[str], reporter: Reporter, **options: object) -> MorphPath:
-    """The first shape's decoded mesh carried through the others (``latent.morph``), in the working cube."""
+#: Morph paths built lately, per library and request: the live preview re-blends one pair on every
+#: slider move, and must not register the shapes again each time.
+_MORPH_PATHS: dict[int, tuple[weakref.ref, OrderedDict]] = {}
+_MORPH_PATHS_KEPT = 8
+
+
+def _morph_path(library: Library, names: Sequence[str], reporter: Reporter, *, resolution: int, band: float = _DECODE.band,
+                detail: float = _DECODE.detail, device: str | None = None,
+                should_stop: StopCallback | None = None) -> MorphPath:
+    """The first shape's decoded mesh carried through the others (``latent.morph``), in the working
+    cube; kept for the next request of the same path."""
+    ref, kept = _MORPH_PATHS.get(id(library), (None, None))
+    if ref is None or ref() is not library:
+        kept = OrderedDict()
+        _MORPH_PATHS[id(library)] = (weakref.ref(library, lambda _, key=id(library): _MORPH_PATHS.pop(key, None)), kept)
+    key = (tuple(names), resolution, band, detail)
+    if key in kept:
+        kept.move_to_end(key)
+        return kept[key]
     rows = [library.index(n) for n in names]
     mismatch = handle_mismatch(_handles(library, rows), [(i, i + 1) for i in range(len(rows) - 1)])
     if mismatch is not None:
-        return MorphPath(np.zeros((0, 3), np.int64), [], failure=mismatch)
-    return morph_path(_shape_meshes(library, rows, **options),
-                      on_step=lambda i, n: reporter.report("morphing", i, n, message=f"registering step {i + 1} of {n}"))
+        path = MorphPath(np.zeros((0, 3), np.int64), [], failure=mismatch)
+    else:
+        meshes = _shape_meshes(library, rows, resolution=resolution, band=band, detail=detail, device=device,
+                               should_stop=should_stop)
+        path = morph_path(meshes, on_step=lambda i, n: reporter.report("morphing", i, n,
+                                                                       message=f"registering step {i + 1} of {n}"))
+    kept[key] = path
+    while len(kept) > _MORPH_PATHS_KEPT:
+        kept.popitem(last=False)
+    return path
 
 
 def _morph_interpolate(library: Library, names: Sequence[str], path: MorphPath, positions: np.ndarray, pace: str,

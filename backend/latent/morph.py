@@ -84,17 +84,3 @@ def morph_path(meshes: Sequence[Mesh], on_step: Callable[[int, int], None] | Non
         path.stations.append(registration.project(path.stations[-1]))
     return path
 
-
-def morph_blend(source: Mesh, targets: Sequence[tuple[Mesh, float]],
-                source_weight: float) -> tuple[np.ndarray | None, str | None, list[dict]]:
-    """(vertices, failure, fits) of a weighted blend: ``source`` registered onto each target, the
-    registered copies blended with the weights (``source_weight`` for the source's own vertices)."""
-    vertices = source_weight * np.asarray(source.vertices, dtype=np.float64)
-    fits = []
-    for target, weight in targets:
-        registration = register(source, target)
-        fits.append(registration.fit)
-        if registration.failure is not None:
-            return None, registration.failure, fits
-        vertices = vertices + weight * registration.project(source.vertices)
-    return vertices, None, fits

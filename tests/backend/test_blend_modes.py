@@ -59,8 +59,9 @@ def test_code_of_a_library_blend_follows_the_formulas(tiny_library):
 
 
 def test_registry_entries():
-    assert list(BLEND_MODES) == ["slerp", "linear", "distance"]
-    assert [m.name for m in BLEND_MODES.values() if m.blends_fields] == ["distance"]
+    assert list(BLEND_MODES) == ["morph", "slerp", "linear", "distance"]
+    assert [m.name for m in BLEND_MODES.values() if m.blends_fields] == ["morph", "distance"]
+    assert [m.name for m in BLEND_MODES.values() if m.moves_parts] == ["morph"]  # falls back to the fields
     for name, mode in BLEND_MODES.items():
         assert mode.name == name and mode.label and mode.description
 

@@ -93,6 +93,17 @@ def test_engine_morph_path_shares_one_face_list_and_ends_on_the_last_shape(limb_
     assert compare_meshes(as_mesh(end), as_mesh(morph[-1]), 20_000).cd_l1 < 3e-3
     blend = decode(limb_library, dict.fromkeys(names, 0.5), mode="morph", resolution=64)
     assert "morph" in blend.stats and component_count(blend.faces.astype(np.int64)) == 1
+    np.testing.assert_allclose(blend.vertices, morph[1].vertices)  # the path's middle: the registration is kept
+
+
+def test_morph_paths_are_kept_per_library_for_live_previews(limb_library):
+    from backend import api
+    from backend.progress import Reporter
+
+    names = list(limb_library.names)
+    first = api._morph_path(limb_library, names, Reporter(), resolution=48)
+    assert api._morph_path(limb_library, names, Reporter(), resolution=48) is first
+    assert api._morph_path(limb_library, names, Reporter(), resolution=40) is not first
 
 
 def test_correspond_maps_an_artists_mesh_onto_the_other_pose(limb_library, limbs):
