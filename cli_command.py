@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=list(BLEND_MODES), default=DecodeConfig().mode)
     p.add_argument("--detail", type=float, default=DecodeConfig().detail,
                    help="detail dial of blends: 0 coarse shape only, 1 full detail (default %(default)s)")
+    p.add_argument("--shape-keys", action="store_true",
+                   help="morph --object (the first shape's own mesh) along the path into shape keys instead "
+                        "(--mode morph), played by its Blend property")
+    p.add_argument("--object", metavar="NAME", help="the mesh object --shape-keys morphs")
     p.add_argument("--pace", choices=PACES, default=DecodeConfig().pace,
                    help="uniform: evenly spaced weights; even: each step changes the shape about as much")
     common(p)
@@ -293,6 +297,15 @@ def cmd_interpolate(context: bpy.types.Context, args: argparse.Namespace) -> int
             raise UserError(f"{len(args.weights)} --weights for {len(args.shapes)} --shapes")
         for name, weight in zip(args.shapes, args.weights):
             settings.shapes[name].weight = weight
+    settings.interp_shape_keys = args.shape_keys
+    if args.shape_keys:
+        if args.weights or args.mode != "morph":
+            raise UserError("--shape-keys morphs a path: use it with --mode morph and without --weights")
+        obj = bpy.data.objects.get(args.object or "")
+        if obj is None or obj.type != "MESH":
+            raise UserError(f"--shape-keys needs --object naming a mesh object, got {args.object!r}")
+        _select(context, [obj])
+        context.view_layer.objects.active = obj
     before = set(context.scene.objects.keys())
     code = _call(context, bpy.ops.csdf.interpolate, mode="WEIGHTS" if args.weights else "PATH")
     if code == EXIT_OK:

@@ -178,6 +178,17 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
         **from_config(DecodeConfig, "count", soft_max=64),
     )
     interp_pace: bpy.props.EnumProperty(name="Pace", items=PACE_ITEMS, default=DecodeConfig().pace)
+    interp_shape_keys: bpy.props.BoolProperty(
+        name="As Shape Keys",
+        description=(
+            "Morph the active object (the first ticked shape's own mesh) along the path instead of decoding new "
+            "meshes: one shape key per in-between, played by the object's Blend property; its vertex count, UVs, "
+            "materials and modifiers stay"
+        ),
+        default=False,
+    )
+    morph_note: bpy.props.StringProperty(
+        name="Morph Note", description="Why the last interpolation fell back to a distance blend (empty: it morphed)")
     heatmap: bpy.props.BoolProperty(
         name="Fidelity Heatmap",
         description=(

@@ -10,6 +10,7 @@ import numpy as np
 from bpy.app.translations import pgettext_rpt as rpt_
 from mathutils import Matrix, Vector
 
+from .. import mesh_bridge
 from ..backend.interfaces import protocol
 from . import recipe as recipes
 from .results import add_result_object, load_result, select_only, target_faces
@@ -17,6 +18,7 @@ from .scene_library import library_file
 from .shape_list import shape_matrix
 from .job_operator import JobOperator
 from .session import JobSpec, UserError
+from .shape_keys import add_morph_keys, wants_shape_keys
 
 
 class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
@@ -56,6 +58,8 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
         else:
             if len(names) < 2:
                 raise UserError(rpt_("Tick at least two shapes in the library list to interpolate between them."))
+            if wants_shape_keys(settings):
+                return self._shape_keys(context, path, names, folder)
             request = protocol.InterpolateArgs(
                 library=str(path), names=names, count=settings.interp_count, out_dir=str(folder),
                 resolution=resolution, mode=settings.blend_mode, target_faces=faces, detail=settings.detail,
@@ -72,6 +76,8 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
         def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
             created, offset = [], 0.0
             results = [(item, load_result(item["out"])) for item in data["items"]]
+            fallbacks = {item["stats"].get("morph_fallback") for item in data["items"]} - {None}
+            settings.morph_note = next(iter(fallbacks), "")
             xs = [a["vertices"] @ np.array(basis[0], dtype=np.float32) for _, a in results]
             widths = [float(np.ptp(x)) if len(x) else 0.0 for x in xs]
             gap = 0.25 * max(widths + [1e-3])
@@ -94,9 +100,43 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
                 recipes.store(obj, recipes.Recipe.of_blend(str(path), weights, resolution, mode=mode, detail=detail))
                 created.append(obj)
             select_only(context, created)
-            return rpt_("{}: created {} in 'Compact SDF'").format(label, object_count(len(created)))
+            done = rpt_("{}: created {} in 'Compact SDF'").format(label, object_count(len(created)))
+            if settings.morph_note:
+                return done + rpt_(" (a distance blend: {})").format(settings.morph_note)
+            return done
 
         return JobSpec(request, finish, label, reusable=True)
+
+    def _shape_keys(self, context: bpy.types.Context, path: Path, names: list[str], folder: Path) -> JobSpec:
+        """Morph the active object along the path and keep the in-betweens as its shape keys."""
+        settings = context.scene.csdf
+        obj = context.active_object
+        if obj is None or obj.type != "MESH":
+            raise UserError(rpt_("Make the mesh of '{}' the active object to morph it into shape keys.").format(names[0]))
+        arrays = mesh_bridge.mesh_to_arrays(obj.data)
+        if len(arrays.vertices) == 0:
+            raise UserError(rpt_("'{}' has no vertices to morph.").format(obj.name))
+        points = folder / "points.npz"
+        protocol.save_meshes(str(points), [{"vertices": arrays.vertices, "faces": arrays.faces}])
+        request = protocol.CarryArgs(library=str(path), names=names, count=settings.interp_count, points=str(points),
+                                     out=str(folder / "carried.npz"), resolution=settings.resolution)
+        label = rpt_("Morph {} into shape keys").format(obj.name)
+        object_name = obj.name
+
+        def finish(context: bpy.types.Context, data: dict[str, Any]) -> str:
+            target = bpy.data.objects.get(object_name)
+            if data.get("failure"):
+                settings.morph_note = data["failure"]
+                raise UserError(rpt_("{} cannot morph into {}: {}").format(names[0], names[-1], data["failure"]))
+            settings.morph_note = ""
+            if target is None or target.type != "MESH" or len(target.data.vertices) != len(arrays.vertices):
+                raise UserError(rpt_("'{}' changed while it was morphed; run it again.").format(object_name))
+            carried = protocol.load_meshes(data["out"], data["count"])
+            keys = add_morph_keys(target, [c["vertices"] for c in carried], " → ".join(names))
+            select_only(context, [target])
+            return rpt_("{}: added {} shape keys, played by its Blend property").format(label, len(keys))
+
+        return JobSpec(request, finish, label)
 
 
 def object_count(count: int) -> str:

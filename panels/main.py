@@ -9,6 +9,7 @@ from bpy.app.translations import pgettext_iface as iface_
 
 from ..backend.config import SHARED_FRAME
 from ..operators import encode, preview, recipe
+from ..operators.shape_keys import BLEND_PROPERTY, morph_keys, wants_shape_keys
 from ..preferences import draw_backend_status
 
 
@@ -155,7 +156,21 @@ class CSDF_PT_interpolate(_Panel, bpy.types.Panel):
         layout.prop(settings, "detail", slider=True)
         layout.prop(settings, "interp_count")
         layout.prop(settings, "interp_pace")
-        layout.operator("csdf.interpolate", text="In-Betweens", icon="MOD_ARRAY").mode = "PATH"
+        row = layout.row()
+        row.enabled = settings.blend_mode == "morph"
+        row.prop(settings, "interp_shape_keys")
+        if wants_shape_keys(settings):
+            layout.operator("csdf.interpolate", text="Morph Active Object", icon="SHAPEKEY_DATA").mode = "PATH"
+        else:
+            layout.operator("csdf.interpolate", text="In-Betweens", icon="MOD_ARRAY").mode = "PATH"
+        obj = context.active_object
+        if obj is not None and obj.type == "MESH" and morph_keys(obj):
+            layout.prop(obj, f'["{BLEND_PROPERTY}"]', text=iface_("Blend {}").format(obj.name), slider=True,
+                        translate=False)
+        if settings.morph_note:
+            box = layout.box()
+            box.label(text=iface_("Distance blend instead of a morph:"), icon="INFO")
+            box.label(text=settings.morph_note, translate=False)
         column = layout.column(align=True)
         for item in used:
             column.prop(item, "weight", text=item.name, slider=True, translate=False)

@@ -214,6 +214,23 @@ class InterpolateArgs(RequestArgs):
 
 
 @dataclass
+class CarryArgs(RequestArgs):
+    """Carry the vertices of the mesh .npz ``points`` (an artist's mesh of ``names[0]``, in its source's
+    units) along the morph path through ``names``: ``count`` positions, endpoints included, into the
+    .npz ``out`` (``positions`` float32 (count, n, 3), ``path_positions`` (count,)). The result holds
+    ``failure`` (why the shapes cannot correspond, or None) and each registration's ``fits``."""
+
+    CMD: ClassVar[str] = "carry"
+    library: str
+    names: list[str]
+    count: int
+    points: str
+    out: str
+    resolution: int = DEFAULT_RESOLUTION
+    device: str = DEFAULT_DEVICE
+
+
+@dataclass
 class ExploreArgs(RequestArgs):
     """Decode one point of the library's code space into the mesh .npz ``out``.
 
@@ -303,7 +320,7 @@ class ShutdownArgs(RequestArgs):
 REQUEST_TYPES: dict[str, type[RequestArgs]] = {
     cls.CMD: cls
     for cls in (
-        ProbeArgs, InfoArgs, EncodeArgs, InvertArgs, DecodeArgs, InterpolateArgs, ExploreArgs,
+        ProbeArgs, InfoArgs, EncodeArgs, InvertArgs, DecodeArgs, InterpolateArgs, CarryArgs, ExploreArgs,
         RemoveArgs, RenameArgs, ReplaceArgs, CancelArgs, ShutdownArgs,
     )
 }

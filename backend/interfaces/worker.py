@@ -304,11 +304,30 @@ class Worker:
             band=args.band, detail=args.detail, pace=args.pace, **self._engine(job_id, args.device),
         )
         out_dir = Path(args.out_dir)
+        target_faces = args.target_faces
+        if target_faces is not None and all("morph" in m.stats for m in meshes):
+            _decimate_morph(meshes, target_faces)  # once for the whole path: it keeps one face list
+            target_faces = None
         items = [
-            _write_decoded(mesh, protocol.DecodeItem(str(i), str(out_dir / f"interp_{i:03d}.npz")), args.target_faces)
+            _write_decoded(mesh, protocol.DecodeItem(str(i), str(out_dir / f"interp_{i:03d}.npz")), target_faces)
             for i, mesh in enumerate(meshes)
         ]
         return {"items": items}
+
+    def cmd_carry(self, job_id: str, args: protocol.CarryArgs) -> dict[str, Any]:
+        """The vertices of ``points`` carried along the morph path (see ``CarryArgs``) into ``out``."""
+        import numpy as np
+
+        from .. import api
+
+        (mesh,) = protocol.load_meshes(args.points, 1)
+        carried = api.carry(self._library(args.library), args.names, mesh["vertices"], args.count,
+                            resolution=args.resolution, **self._engine(job_id, args.device))
+        if carried.positions is None:
+            return {"out": None, "failure": carried.failure, "fits": _jsonable(carried.fits)}
+        protocol.save_meshes(args.out, [{"vertices": p.astype(np.float32), "faces": mesh["faces"]} for p in carried.positions])
+        return {"out": args.out, "count": len(carried.positions), "failure": None,
+                "path_positions": [float(t) for t in carried.path_positions], "fits": _jsonable(carried.fits)}
 
     def cmd_explore(self, job_id: str, args: protocol.ExploreArgs) -> dict[str, Any]:
         """One point of the code space (see ``ExploreArgs``) into ``out``, with its code and nearest shapes."""
@@ -332,6 +351,20 @@ def _load_meshes(path: str, count: int) -> list[Any]:
     from ..geometry.meshes import Mesh
 
     return [Mesh(a["vertices"], a["faces"]) for a in protocol.load_meshes(path, count)]
+
+
+def _decimate_morph(meshes: list[Any], target_faces: int) -> None:
+    """Decimate a morph path's meshes in place to about ``target_faces``, keeping their one face list."""
+    import igl
+    import numpy as np
+
+    from ..geometry.simplify import decimate_path
+
+    stations, faces = decimate_path([m.vertices for m in meshes], meshes[0].faces, target_faces)
+    for mesh, vertices in zip(meshes, stations):
+        mesh.stats["decoded_faces"] = int(len(mesh.faces))
+        mesh.vertices, mesh.faces = vertices, faces.astype(np.int32)
+        mesh.normals = igl.per_vertex_normals(vertices, faces.astype(np.int64)).astype(np.float32)
 
 
 def _write_decoded(mesh: Any, item: protocol.DecodeItem, target_faces: int | None) -> dict[str, Any]:
