@@ -101,7 +101,7 @@ def test_distance_mode_decodes_the_weighted_blend_of_the_shapes_own_fields(tiny_
 def test_an_unknown_mode_is_bad_input_from_the_api(tiny_library):
     from backend.api import code_of, decode, interpolate
 
-    with pytest.raises(BadInputError, match="unknown blend mode 'bogus'; choose one of slerp, linear, distance"):
+    with pytest.raises(BadInputError, match="unknown blend mode 'bogus'; choose one of morph, slerp, linear, distance"):
         decode(tiny_library, HALF, resolution=16, mode="bogus")
     with pytest.raises(BadInputError, match="unknown blend mode"):
         decode(tiny_library, "sphere", resolution=16, mode="bogus")  # even where no blend is made
@@ -127,7 +127,7 @@ def test_an_unknown_mode_is_a_protocol_error(cmd, args):
 
     for mode in BLEND_MODES:
         assert request(mode).mode == mode
-    with pytest.raises(protocol.ProtocolError, match=f"{cmd}.mode: expected one of slerp, linear, distance, got 'bogus'"):
+    with pytest.raises(protocol.ProtocolError, match=f"{cmd}.mode: expected one of morph, slerp, linear, distance, got 'bogus'"):
         request("bogus")
     with pytest.raises(protocol.ProtocolError):
         request(3)
