@@ -480,9 +480,10 @@ def _morphed(vertices: np.ndarray, faces: np.ndarray, transform: Normalization, 
 
 def _morph_decode(library: Library, weights: Mapping[int, float], transform: Normalization, *, normalized: bool,
                   **options: object) -> DecodedMesh | str:
-    """A weighted blend of shapes as a morph: the heaviest shape's mesh carried onto each other shape
-    and the copies blended with the weights (``latent.morph``); the reason instead where they cannot correspond."""
-    rows = sorted(weights, key=lambda row: -weights[row])
+    """A weighted blend of shapes as a morph: the first shape's mesh carried onto each other shape and
+    the copies blended with the weights (``latent.morph``); the reason instead where they cannot
+    correspond. The first, not the heaviest: a slider moving across a pair keeps one registration."""
+    rows = list(weights)
     source = library.shapes[rows[0]].name
     paths = []
     for row in rows[1:]:
