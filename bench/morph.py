@@ -14,6 +14,11 @@ of poses and each in-between position ``t`` this prints (issue 20's definitions)
 With ``--library`` (a library encoded from the family, shape names = file stems) the engine's
 in-betweens (``api.interpolate``) are measured too, in every ``--mode`` asked for. Everything but
 that library is computed here, so a run needs no training.
+
+``python -m bench.morph --collection LIB`` measures instead every pair of an encoded collection of
+unrelated shapes (no reference in-between exists there): per ``--mode``, the share of in-betweens
+that are one closed piece, the share of paths whose roughest in-between is within 1.1× the
+rougher end, the pairs a morph fell back on (and why), and seconds per path.
 """
 
 from __future__ import annotations
@@ -116,6 +121,57 @@ def run(args: argparse.Namespace) -> list[InBetween]:
     return rows
 
 
+@dataclass
+class CollectionPath:
+    """One pair of a collection by one mode: pieces, roughness ratio, fallback and seconds."""
+
+    pair: str
+    method: str
+    one_piece: list[bool]
+    roughness_ratio: float
+    fallback: str | None
+    seconds: float
+
+
+def run_collection(args: argparse.Namespace) -> list[CollectionPath]:
+    from backend.api import interpolate
+    from backend.store.library import Library
+
+    from .evaluate import one_closed_piece, roughness_deg
+
+    library = Library.load(args.collection)
+    rows = []
+    for a, b in itertools.combinations(library.names, 2):
+        for mode in args.mode:
+            started = time.perf_counter()
+            path = interpolate(library, [a, b], args.count, mode=mode, resolution=args.resolution, normalized=True)
+            seconds = time.perf_counter() - started
+            meshes = [Mesh(m.vertices, m.faces.astype(np.int64)) for m in path]
+            rough = [roughness_deg(m) for m in meshes]
+            middle, ends = [r for r in rough[1:-1] if np.isfinite(r)], [r for r in (rough[0], rough[-1]) if np.isfinite(r)]
+            rows.append(CollectionPath(f"{a}->{b}", f"engine {mode}", [one_closed_piece(m) for m in meshes[1:-1]],
+                                       float(max(middle) / max(ends)) if middle and ends else float("nan"),
+                                       path[1].stats.get("morph_fallback"), round(seconds, 2)))
+            r = rows[-1]
+            print(f"{r.pair} {mode}: one piece {sum(r.one_piece)}/{len(r.one_piece)}, roughness ×{r.roughness_ratio:.2f}, "
+                  f"{r.seconds:.1f} s" + (f", fell back: {r.fallback}" if r.fallback else ""), flush=True)
+    return rows
+
+
+def collection_summary(rows: list[CollectionPath]) -> str:
+    """A Markdown table per mode: one-piece share, smooth-path share, fallbacks, seconds per path."""
+    lines = ["| method | one-piece in-betweens | paths with roughness ≤ 1.1× | fell back | mean s per path |",
+             "|---|---|---|---|---|"]
+    for method in dict.fromkeys(r.method for r in rows):
+        mine = [r for r in rows if r.method == method]
+        pieces = [p for r in mine for p in r.one_piece]
+        smooth = [r.roughness_ratio <= 1.1 for r in mine]
+        lines.append(f"| {method} | {sum(pieces)}/{len(pieces)} ({np.mean(pieces):.0%}) | {sum(smooth)}/{len(mine)} "
+                     f"({np.mean(smooth):.0%}) | {sum(r.fallback is not None for r in mine)}/{len(mine)} | "
+                     f"{np.mean([r.seconds for r in mine]):.1f} |")
+    return "\n".join(lines)
+
+
 def summary(rows: list[InBetween]) -> str:
     """A Markdown table: per method, mean and worst morph error, and pieces beyond the floor's."""
     lines = ["| method | mean morph error | worst | in-betweens above 0.6 | more pieces than the floor | empty |",
@@ -131,7 +187,8 @@ def summary(rows: list[InBetween]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.morph", description=__doc__.split("\n\n")[0])
-    p.add_argument("family", type=Path, help="folder of poses with one connectivity")
+    p.add_argument("family", type=Path, nargs="?", help="folder of poses with one connectivity")
+    p.add_argument("--collection", type=Path, help="instead: every pair of this library of unrelated shapes")
     p.add_argument("--pairs", nargs="*", help="pose pairs as a:b (default: every pair)")
     p.add_argument("--library", type=Path, help="a library encoded from the family: measure the engine too")
     p.add_argument("--mode", nargs="*", default=["slerp"], help="blend modes of the engine to measure")
@@ -141,8 +198,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="write every in-between's numbers here as JSON")
     args = p.parse_args(argv)
     started = time.perf_counter()
-    rows = run(args)
-    print(summary(rows))
+    if args.collection:
+        rows = run_collection(args)
+        print(collection_summary(rows))
+    elif args.family:
+        rows = run(args)
+        print(summary(rows))
+    else:
+        p.error("give a FAMILY folder or --collection LIB")
     print(f"{len(rows)} measurements in {time.perf_counter() - started:.0f} s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,20 @@ def test_morph_bench_scores_a_stretched_sphere_family(tmp_path, data_dir):
         main([str(family)])
 
 
+def test_morph_bench_on_a_collection_counts_fallbacks(saved, tmp_path, capsys):
+    """bench.morph --collection: every pair in every mode, with the morph's fallback (a ball and a
+    ring) counted and the distance blend measured in its place."""
+    from bench.morph import main
+
+    out = tmp_path / "pairs.json"
+    main(["--collection", str(saved), "--mode", "morph", "slerp", "--resolution", "32", "--count", "3", "--out", str(out)])
+    rows = json.loads(out.read_text())
+    assert [r["method"] for r in rows] == ["engine morph", "engine slerp"]
+    assert "holes" in rows[0]["fallback"] and rows[1]["fallback"] is None
+    assert all(len(r["one_piece"]) == 1 and r["roughness_ratio"] > 0 for r in rows)
+    assert "| engine morph |" in capsys.readouterr().out
+
+
 def test_detail_bytes_accounts_for_every_stored_byte(tiny_library, tmp_path):
     """bench.detail_bytes splits each shape's stored detail into its mask and channel streams; with
     the stream table and the scales that is exactly what the library file records per shape."""
