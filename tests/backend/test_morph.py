@@ -129,3 +129,24 @@ def test_a_ball_and_a_ring_fall_back_to_the_distance_blend(tiny_library):
     assert all("holes" in m.stats["morph_fallback"] for m in path)
     carried = carry(tiny_library, ["sphere", "torus"], np.zeros((1, 3)), 3, resolution=32)
     assert carried.positions is None and "holes" in carried.failure
+
+
+def test_a_decimated_morph_path_keeps_one_face_list(limbs):
+    from backend.geometry.metrics import point_to_mesh_distance
+    from backend.geometry.simplify import decimate_path
+
+    a, b = limbs.values()
+    stations, faces = decimate_path([a.vertices, b.vertices], a.faces, 1000)
+    assert len(faces) <= 1100 and all(len(v) == len(stations[0]) for v in stations)
+    for station, pose in zip(stations, (a, b)):  # each decimated station still lies on its own pose
+        assert point_to_mesh_distance(station, pose.vertices, pose.faces).distance.max() < 1e-6
+
+
+def test_carry_requests_round_trip_and_check_their_fields():
+    from backend.interfaces import protocol
+
+    args = protocol.CarryArgs(library="l.csdf", names=["a", "b"], count=5, points="p.npz", out="o.npz")
+    request = protocol.Request.of(args)
+    assert protocol.parse_args(protocol.parse_request(request.to_line())) == args
+    with pytest.raises(protocol.ProtocolError):
+        protocol.parse_args(protocol.Request("carry", {"library": "l", "names": "a", "count": 5, "points": "p", "out": "o"}))
