@@ -115,6 +115,7 @@ BACKEND_CLI: dict[str, From | OneOf] = {
     "resolution": From(DecodeConfig, "resolution"),
     "band": From(DecodeConfig, "band"),
     "interpolate.steps": From(DecodeConfig, "count"),
+    "correspond.resolution": From(DecodeConfig, "interactive_resolution"),  # registration lattice: the panel's
     "mode": MODE,
     "detail": From(DecodeConfig, "detail"),
     "pace": PACE,
@@ -161,6 +162,8 @@ NOT_SETTINGS = {
     "backend.decode.format": "mesh file formats",
     "backend.interpolate.format": "mesh file formats",
     "backend.explore.format": "mesh file formats",
+    "backend.correspond.format": "mesh file formats",
+    "backend.correspond.steps": "2: just the mapped mesh; more carry it along the path",
     "backend.eval.*": "the fidelity tool: its sample count and seed measure, they set nothing of a library",
     "backend.make-collection.*": "the test-collection generator, not a library setting",
     "blender.encode.mode": "the panel's Encode Into (auto, new, add)",
