@@ -458,15 +458,10 @@ _HANDLE_RESOLUTION = 64
 
 
 def _handles(library: Library, rows: Sequence[int]) -> list[int]:
-    """Holes through each shape of ``rows`` (see ``geometry.correspondence.handles``)."""
-    counts = []
-    for row in rows:
-        if library.model.detail is not None:
-            volume = shape_volume(library.model, library.codes[row], row, _HANDLE_RESOLUTION, distances=True)[0]
-        else:
-            volume = coarse_lattice(library.model, library.codes[row], _HANDLE_RESOLUTION)[2].cpu().numpy()
-        counts.append(handles(volume))
-    return counts
+    """Holes through each shape of ``rows``, counted on its coarse field (``geometry.correspondence.handles``):
+    smooth signed distances everywhere, where a stored band has values only near the surface."""
+    return [handles(coarse_lattice(library.model, library.codes[row], _HANDLE_RESOLUTION)[2].cpu().numpy())
+            for row in rows]
 
 
 def _morphed(vertices: np.ndarray, faces: np.ndarray, transform: Normalization, normalized: bool, stats: dict) -> DecodedMesh:

@@ -118,15 +118,17 @@ def _topology(mesh: Mesh) -> tuple[int, int]:
 
 
 def handles(volume: np.ndarray) -> int:
-    """Holes through the main piece of the solid ``volume`` < 0 (a lattice over [-1, 1]³), counted on
-    its surface moved one lattice step inwards: limbs that merely touch (a curled tail, a paw on
-    the body) part there, while a ring's hole stays."""
+    """Holes through the main piece of the solid ``volume`` < 0 (a signed distance lattice over
+    [-1, 1]³), counted on its surface moved one lattice step inwards: limbs that merely touch (a
+    curled tail, a paw on the body) part there, while a ring's hole stays. A solid too thin to move
+    inwards is counted on its surface."""
     from skimage.measure import marching_cubes
 
     step = 2 / (volume.shape[0] - 1)
-    if not volume.min() < -step < volume.max():
+    if not volume.min() < 0 < volume.max():
         return 0
-    vertices, faces, _, _ = marching_cubes(volume, level=-step)
+    level = -step if volume.min() < -step else 0.0
+    vertices, faces, _, _ = marching_cubes(volume, level=level)
     return max(0, (2 - _topology(Mesh(vertices, faces.astype(np.int64)))[1]) // 2)
 
 
