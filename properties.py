@@ -188,7 +188,7 @@ class CSDF_PG_scene_settings(bpy.types.PropertyGroup):
         default=False,
     )
     morph_note: bpy.props.StringProperty(
-        name="Morph Note", description="Why the last interpolation fell back to a distance blend (empty: it morphed)")
+        name="Morph Note", description="Why the last morph fell back to a Spherical blend (empty: it morphed)")
     heatmap: bpy.props.BoolProperty(
         name="Fidelity Heatmap",
         description=(

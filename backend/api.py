@@ -417,7 +417,7 @@ def decode(
         if isinstance(morphed, DecodedMesh):
             morphed.stats["seconds"] = round(time.perf_counter() - start, 3)
             return morphed
-        fallback = morphed
+        fallback, blend = morphed, blend_mode(blend.falls_back_to)
     if whole and detail == 1.0 and library.model.detail is not None:
         check_memory(resolution, "shape")
         volume, stats = shape_volume(library.model, library.codes[whole[0]], whole[0], resolution, reporter=reporter)
@@ -534,7 +534,7 @@ def interpolate(
                            should_stop=should_stop)
         if path.failure is None:
             return _morph_interpolate(library, names, path, positions, pace, normalized)
-        fallback, mode = path.failure, "distance"
+        fallback, mode = path.failure, blend_mode(mode).falls_back_to
     if pace == "even":
         probe_at = np.linspace(0, span, _PACE_PROBES * (count - 1) + 1)
         probes = []

@@ -102,7 +102,7 @@ class CSDF_OT_interpolate(JobOperator, bpy.types.Operator):
             select_only(context, created)
             done = rpt_("{}: created {} in 'Compact SDF'").format(label, object_count(len(created)))
             if settings.morph_note:
-                return done + rpt_(" (a distance blend: {})").format(settings.morph_note)
+                return done + rpt_(" (blended as Spherical, not morphed: {})").format(settings.morph_note)
             return done
 
         return JobSpec(request, finish, label, reusable=True)

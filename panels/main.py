@@ -169,7 +169,7 @@ class CSDF_PT_interpolate(_Panel, bpy.types.Panel):
                         translate=False)
         if settings.morph_note:
             box = layout.box()
-            box.label(text=iface_("Distance blend instead of a morph:"), icon="INFO")
+            box.label(text=iface_("Blended as Spherical, not morphed:"), icon="INFO")
             box.label(text=settings.morph_note, translate=False)
         column = layout.column(align=True)
         for item in used:

@@ -56,8 +56,9 @@ class BlendMode:
     #: plus its stored detail); False: the field of the blended code.
     blends_fields: bool = False
     #: True: blends of library shapes carry one shape's mesh onto the others' surfaces and blend
-    #: vertices (``latent.morph``); where shapes cannot correspond, the fields blend instead.
+    #: vertices (``latent.morph``); where shapes cannot correspond, mode ``falls_back_to`` blends them.
     moves_parts: bool = False
+    falls_back_to: str | None = None
 
 
 BLEND_MODES: dict[str, BlendMode] = {
@@ -65,8 +66,8 @@ BLEND_MODES: dict[str, BlendMode] = {
     for mode in (
         BlendMode("morph", "Morph",
                   "Carry one shape's surface onto the other's so parts move, one mesh along the whole path "
-                  "(falls back to Distance Fields where the shapes cannot correspond)",
-                  _slerp, blends_fields=True, moves_parts=True),
+                  "(Spherical where the shapes cannot correspond, e.g. a ball and a ring)",
+                  _slerp, moves_parts=True, falls_back_to="slerp"),
         BlendMode("slerp", "Spherical", "Interpolate code directions on the sphere (keeps detail in the middle)", _slerp),
         BlendMode("linear", "Linear", "Straight weighted average of codes", _linear),
         BlendMode("distance", "Distance Fields",

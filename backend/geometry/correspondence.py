@@ -12,7 +12,7 @@ Its honest limit: the data term matches each point with the *nearest* surface, s
 swing far across the body can slide onto the wrong part (docs/benchmarks.md measures it). Whether
 two shapes can correspond at all is ``Registration.failure`` (different numbers of main pieces, or a
 fit that leaves part of either surface unmatched) and ``handles`` (a ball and a ring); callers fall
-back to a distance blend.
+back to another blend mode.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ its registered copy onto the one after, and so on: each shape of a path gets a *
 vertices and faces placed on that shape's surface. An in-between is the vertex blend of two
 neighbouring stations, so a leg swings along a straight line instead of fading out and back in, and
 every mesh of a path shares one face list (what shape keys need). Where two shapes cannot correspond,
-``MorphPath.failure`` says why and callers fall back to a distance blend.
+``MorphPath.failure`` says why and callers fall back to another blend mode.
 """
 
 from __future__ import annotations

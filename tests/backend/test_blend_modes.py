@@ -60,8 +60,9 @@ def test_code_of_a_library_blend_follows_the_formulas(tiny_library):
 
 def test_registry_entries():
     assert list(BLEND_MODES) == ["morph", "slerp", "linear", "distance"]
-    assert [m.name for m in BLEND_MODES.values() if m.blends_fields] == ["morph", "distance"]
-    assert [m.name for m in BLEND_MODES.values() if m.moves_parts] == ["morph"]  # falls back to the fields
+    assert [m.name for m in BLEND_MODES.values() if m.blends_fields] == ["distance"]
+    assert [(m.name, m.falls_back_to) for m in BLEND_MODES.values() if m.moves_parts] == [("morph", "slerp")]
+    assert all(BLEND_MODES[m.falls_back_to].falls_back_to is None for m in BLEND_MODES.values() if m.falls_back_to)
     for name, mode in BLEND_MODES.items():
         assert mode.name == name and mode.label and mode.description
 

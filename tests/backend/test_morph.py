@@ -120,11 +120,13 @@ def test_correspond_maps_an_artists_mesh_onto_the_other_pose(limb_library, limbs
     np.testing.assert_allclose(path.path_positions, [0, 1 / 3, 2 / 3, 1])
 
 
-def test_a_ball_and_a_ring_fall_back_to_the_distance_blend(tiny_library):
+def test_a_ball_and_a_ring_fall_back_to_the_spherical_blend(tiny_library):
     from backend.api import carry, decode, interpolate
 
     blend = decode(tiny_library, {"sphere": 0.5, "torus": 0.5}, mode="morph", resolution=32)
     assert "holes" in blend.stats["morph_fallback"] and len(blend.faces)
+    spherical = decode(tiny_library, {"sphere": 0.5, "torus": 0.5}, mode="slerp", resolution=32)
+    np.testing.assert_array_equal(blend.vertices, spherical.vertices)
     path = interpolate(tiny_library, ["sphere", "torus"], 3, mode="morph", resolution=32)
     assert all("holes" in m.stats["morph_fallback"] for m in path)
     carried = carry(tiny_library, ["sphere", "torus"], np.zeros((1, 3)), 3, resolution=32)

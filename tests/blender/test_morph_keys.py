@@ -85,5 +85,5 @@ def test_shapes_that_cannot_correspond_say_why(addon, h, tmp_path, capsys):
     assert "holes" in bpy.context.scene.csdf.morph_note
     argv = ["interpolate", "--library", str(library), "--shapes", "ball", "ring", "--count", "3", "--mode", "morph",
             "--resolution", "32"]
-    assert run(argv) == 0  # in-betweens still come: as a distance blend, and the panel says why
+    assert run(argv) == 0  # in-betweens still come: as a Spherical blend, and the panel says why
     assert "holes" in bpy.context.scene.csdf.morph_note
