@@ -191,7 +191,9 @@ class DecodeConfig(_Settings):
     target_faces: int | None = _setting(None, 4, None, "decimate every result to about this many triangles (None: keep all)")
     band: float = _setting(3.0, 1, 16, "detail band half-width around a blend's coarse surface, in voxels")
     detail: float = _setting(1.0, 0, 1, "detail dial of blends: 0 coarse shape only, 1 full detail")
-    mode: str = "slerp"  #: blending: slerp or linear (of codes), or distance (of the shapes' own fields)
+    #: a name of ``field.blend_modes.BLEND_MODES``; morph moves parts (one mesh carried from shape to
+    #: shape) and falls back to slerp where shapes cannot correspond (measured: docs/benchmarks.md)
+    mode: str = "morph"
     count: int = _setting(5, 2, 1000, "meshes along an interpolation path, endpoints included")
     pace: str = "uniform"  #: interpolation positions: uniform (evenly spaced weights) or even (equal shape change)
 
