@@ -520,9 +520,7 @@ def interpolate(
     necessarily output). Each mesh's ``stats`` hold its ``weights`` and its ``path_position`` in [0, 1]."""
     if len(names) < 2:
         raise ValueError("interpolation needs at least two shapes")
-    allowed = setting(DecodeConfig, "count")
-    if not allowed.contains(count):  # each mesh is a full decode: a typo of 10**6 must not run for days
-        raise ValueError(f"count must be {allowed.low}..{allowed.high} (endpoints included), got {count}")
+    _check_count(count)
     if pace not in PACES:
         raise ValueError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
     reporter = Reporter(on_progress, should_stop)
@@ -555,6 +553,14 @@ def interpolate(
             mesh.stats["morph_fallback"] = fallback
         results.append(mesh)
     return results
+
+
+def _check_count(count: int) -> None:
+    """ValueError unless ``count`` (meshes along a path, endpoints included) is in config's range:
+    each is a full decode or a carried copy, and a typo of 10**6 must not run for days."""
+    allowed = setting(DecodeConfig, "count")
+    if not allowed.contains(count):
+        raise ValueError(f"count must be {allowed.low}..{allowed.high} (endpoints included), got {count}")
 
 
 #: Morph paths built lately, per library and request: the live preview re-blends one pair on every
@@ -638,9 +644,7 @@ def carry(
         raise BadInputError(f"points must be finite (n, 3) coordinates, got shape {points.shape}")
     if len(names) < 2:
         raise ValueError("carrying points needs at least two shapes")
-    allowed = setting(DecodeConfig, "count")
-    if not allowed.contains(count):
-        raise ValueError(f"count must be {allowed.low}..{allowed.high} (endpoints included), got {count}")
+    _check_count(count)
     span = len(names) - 1
     positions = np.linspace(0, span, count)
     path = _morph_path(library, names, Reporter(on_progress, should_stop), resolution=resolution, device=device,
