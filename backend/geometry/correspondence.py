@@ -53,7 +53,8 @@ class Registration:
 
     def deform(self, points: np.ndarray) -> np.ndarray:
         """Where the deformation carries ``points`` (n, 3) near the source surface (float64)."""
-        index, weights = _skin(self.nodes, np.asarray(points, dtype=np.float64))
+        points = np.asarray(points, dtype=np.float64)
+        index, weights = _skin(self.nodes, points)
         local = points[:, None, :] - self.nodes[index]
         moved = np.einsum("nkij,nkj->nki", self.matrices[index], local) + self.nodes[index] + self.shifts[index]
         return np.einsum("nk,nkd->nd", weights, moved)
@@ -74,8 +75,8 @@ def _skin(nodes: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray
     k = min(SKIN_NEIGHBOURS, len(nodes) - 1) if len(nodes) > 1 else 1
     distance, index = cKDTree(nodes).query(points, k=k + 1)
     distance, index = distance.reshape(len(points), -1), index.reshape(len(points), -1)
-    reach = distance[:, -1:] if k < len(nodes) else np.maximum(distance[:, -1:], 1e-12)
-    weights = (1 - distance[:, :k] / np.maximum(reach, 1e-12)) ** 2 + 1e-9
+    reach = np.maximum(distance[:, -1:], 1e-12)  # inf for a single node: full weight
+    weights = (1 - distance[:, :k] / reach) ** 2 + 1e-9
     return index[:, :k], weights / weights.sum(1, keepdims=True)
 
 
