@@ -583,7 +583,7 @@ def _morph_path(library: Library, names: Sequence[str], reporter: Reporter, *, r
         kept.move_to_end(key)
         return kept[key]
     rows = [library.index(n) for n in names]
-    mismatch = handle_mismatch(_handles(library, rows), [(i, i + 1) for i in range(len(rows) - 1)])
+    mismatch = handle_mismatch(_handles(library, rows))
     if mismatch is not None:
         path = MorphPath(np.zeros((0, 3), np.int64), [], failure=mismatch)
     else:

@@ -52,12 +52,13 @@ class MorphPath:
         return stations
 
 
-def handle_mismatch(handles: Sequence[int], pairs: Sequence[tuple[int, int]]) -> str | None:
-    """Why a pair of ``pairs`` (indices into ``handles``, each shape's ``geometry.correspondence.handles``)
-    cannot morph: one surface has holes through it the other lacks (a ball and a ring); None if none."""
-    for a, b in pairs:
-        if handles[a] != handles[b]:
-            return f"the shapes have {handles[a]} and {handles[b]} holes through them"
+def handle_mismatch(handles: Sequence[int]) -> str | None:
+    """Why a path through shapes with these holes (each shape's ``geometry.correspondence.handles``, in
+    path order) cannot morph: a step between a surface with holes through it and one without them
+    (a ball and a ring); None if every step keeps the count."""
+    for a, b in zip(handles, handles[1:]):
+        if a != b:
+            return f"the shapes have {a} and {b} holes through them"
     return None
 
 
