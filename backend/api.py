@@ -27,7 +27,7 @@ from .errors import BadInputError, BadMeshError, Cancelled, CheckpointError, Lib
 from .store.library import Library, ShapeEntry, history_entry
 from .geometry.correspondence import handles
 from .geometry.frames import PER_SHAPE, SHARED, FrameChoice, choose_frame
-from .geometry.meshes import Mesh, Normalization, normalization, validate_mesh
+from .geometry.meshes import Mesh, Normalization, normalization, validate_mesh, vertex_normals
 from .field.model import CompactSdf
 from .names import validate_shape_name
 from .latent.explore import code_space, nearest_shapes, random_code, vary
@@ -466,9 +466,7 @@ def _handles(library: Library, rows: Sequence[int]) -> list[int]:
 
 def _morphed(vertices: np.ndarray, faces: np.ndarray, transform: Normalization, normalized: bool, stats: dict) -> DecodedMesh:
     """A morphed mesh as ``decode`` returns meshes: in the working cube or the blend's units, with normals."""
-    import igl
-
-    normals = igl.per_vertex_normals(vertices, faces.astype(np.int64)).astype(np.float32)
+    normals = vertex_normals(vertices, faces)
     out = vertices if normalized else transform.invert(vertices)
     return DecodedMesh(np.asarray(out, dtype=np.float64), faces.astype(np.int32), normals, stats)
 

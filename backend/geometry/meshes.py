@@ -262,6 +262,13 @@ def _write_ply(tmp: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.n
         handle.write(face.tobytes())
 
 
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals float32 (n, 3) of a triangle mesh (libigl)."""
+    import igl
+
+    return igl.per_vertex_normals(np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)).astype(np.float32)
+
+
 def save_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None) -> None:
     """Write a mesh (format from the suffix) atomically: a failure (a full disk) leaves no partial
     or temporary file (``atomic_io.atomic_write``). Coordinates keep the mesh's own precision

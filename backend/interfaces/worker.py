@@ -355,16 +355,16 @@ def _load_meshes(path: str, count: int) -> list[Any]:
 
 def _decimate_morph(meshes: list[Any], target_faces: int) -> None:
     """Decimate a morph path's meshes in place to about ``target_faces``, keeping their one face list."""
-    import igl
     import numpy as np
 
+    from ..geometry.meshes import vertex_normals
     from ..geometry.simplify import decimate_path
 
     stations, faces = decimate_path([m.vertices for m in meshes], meshes[0].faces, target_faces)
     for mesh, vertices in zip(meshes, stations):
         mesh.stats["decoded_faces"] = int(len(mesh.faces))
         mesh.vertices, mesh.faces = vertices, faces.astype(np.int32)
-        mesh.normals = igl.per_vertex_normals(vertices, faces.astype(np.int64)).astype(np.float32)
+        mesh.normals = vertex_normals(vertices, faces)
 
 
 def _write_decoded(mesh: Any, item: protocol.DecodeItem, target_faces: int | None) -> dict[str, Any]:
