@@ -125,7 +125,7 @@ class ModelConfig(_Settings):
 class StorageConfig(_Settings):
     """What each shape stores: its own detail nodes, how wide a band, how many bits per feature."""
 
-    band_cells: float = _setting(2.0, 1, 8, "half-width of each shape's stored node band, in lattice voxels")
+    band_cells: float = _setting(1.5, 1, 8, "half-width of each shape's stored node band, in lattice voxels")
     feature_bits: int = _setting(6, 4, 16, "bits per stored feature: 4..8 (signed levels in int8) or 16 (float16)")
     distance_bits: int = _setting(8, 4, 8, "bits of feature channel 0, the node's stored distance (with feature_bits 16: float16)")
     zstd_level: int = _setting(19, 1, 22, "compression level of the stored blobs")
@@ -308,23 +308,35 @@ PRESET_CHOICES: dict[str, Choice] = _choices(
     Choice("tiny", "Tiny", "Seconds on a CPU, low fidelity: for trying things out and tests"),
 )
 
-#: Byte budgets for each shape's detail: (features per node, stored band half-width in voxels).
-#: ``default`` stores the distance alone (see ``ModelConfig.grid_channels``); ``large`` keeps the
-#: learned channels of earlier versions, which measured no better at 256³ (docs/benchmarks.md).
-SIZES: dict[str, tuple[int, float]] = {"small": (1, 1.5), "default": (1, 2.0), "large": (8, 3.0)}
+@dataclass(frozen=True)
+class Size:
+    """What each shape of a library stores: features per node, the stored band's half-width in
+    voxels, and the bits of the node's stored distance (channel 0)."""
+
+    channels: int
+    band: float
+    distance_bits: int = 8
+
+
+#: Byte budgets for each shape's detail. ``default`` stores the distance alone (see
+#: ``ModelConfig.grid_channels``) in a ±1.5-voxel band: fewer nodes and finer 8-bit steps than
+#: ±2, closer to the source at every decode lattice (17 shapes, docs/benchmarks.md); ``small`` rounds
+#: the same distances to 6 bits; ``large`` keeps the learned channels of earlier versions, which
+#: measured no better at 256³.
+SIZES: dict[str, Size] = {"small": Size(1, 1.5, 6), "default": Size(1, 1.5), "large": Size(8, 3.0)}
 
 
 def _size_choices() -> dict[str, Choice]:
     """SIZES as the panel lists them, the description derived from the numbers."""
-    by_bytes = sorted(SIZES, key=lambda name: SIZES[name][0] * SIZES[name][1])
+    by_bytes = sorted(SIZES, key=lambda name: (SIZES[name].channels * SIZES[name].band, SIZES[name].distance_bits))
     notes = {by_bytes[0]: "Fewest bytes per shape: ", by_bytes[-1]: "Most bytes per shape: "}
 
-    def describe(name: str, channels: int, band: float) -> str:
-        stored = "the distance alone" if channels == 1 else f"{channels} features"
-        text = f"{notes.get(name, '')}{stored} per node in a ±{band:g}-voxel band"
+    def describe(name: str, size: Size) -> str:
+        stored = f"the distance alone ({size.distance_bits} bits)" if size.channels == 1 else f"{size.channels} features"
+        text = f"{notes.get(name, '')}{stored} per node in a ±{size.band:g}-voxel band"
         return text[0].upper() + text[1:]
 
-    return _choices(*(Choice(name, name.capitalize(), describe(name, *SIZES[name])) for name in SIZES))
+    return _choices(*(Choice(name, name.capitalize(), describe(name, SIZES[name])) for name in SIZES))
 
 
 SIZE_CHOICES: dict[str, Choice] = _size_choices()
@@ -352,9 +364,9 @@ def get_preset(name: str, size: str | None = None, **train_overrides: object) ->
     if size is not None:
         if size not in SIZES:
             raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
-        channels, band = SIZES[size]
-        preset = replace(preset, model=replace(preset.model, grid_channels=channels),
-                         storage=replace(preset.storage, band_cells=band))
+        chosen = SIZES[size]
+        preset = replace(preset, model=replace(preset.model, grid_channels=chosen.channels),
+                         storage=replace(preset.storage, band_cells=chosen.band, distance_bits=chosen.distance_bits))
     return with_training(preset, **train_overrides)
 
 

@@ -46,15 +46,16 @@ def check_library_bytes(data: bytes) -> None:
 
 
 def write_seeds(directory: Path) -> None:
-    """A minimal valid library (a sphere on a 16^3 grid), a truncated and a metadata-only copy."""
+    """A minimal valid library (a sphere on a 32^3 grid, its distances stored predicted), a truncated and a
+    metadata-only copy."""
     from backend.api import encode
     from backend.config import Preset, TrainConfig
     from backend.geometry.meshes import load_mesh
     from backend.field.model import ModelConfig
     from backend.geometry.sampling import SampleConfig
 
-    preset = Preset("seed", SampleConfig(grid_resolution=16, surface_points=2000, wide_points=500, uniform_points=500),
-                    ModelConfig(code_size=4, pe_frequencies=1, coarse_width=8, coarse_depth=2, grid_resolution=16,
+    preset = Preset("seed", SampleConfig(grid_resolution=32, surface_points=2000, wide_points=500, uniform_points=500),
+                    ModelConfig(code_size=4, pe_frequencies=1, coarse_width=8, coarse_depth=2, grid_resolution=32,
                                 grid_channels=2, detail_width=8, detail_depth=2),
                     TrainConfig(steps=2, detail_steps=2, band_batch=256, point_batch=256, detail_batch=256))
     directory.mkdir(parents=True, exist_ok=True)

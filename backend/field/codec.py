@@ -6,14 +6,18 @@ order); its features are rounded to at most 8-bit signed integers with one scale
 zstd-compressed. Decompression is bounded by sizes known before anything is allocated, so a
 forged blob cannot exhaust memory.
 
-Two layouts, named by the library format that introduced them (``LAYOUTS``):
+Three layouts, named by the library format that introduced them (``LAYOUTS``):
 
 * **2**: the features as one zstd frame, every int8 channel as differences along node order;
-* **3** (written now): one zstd frame per channel, each stored as differences or as is, whichever
+* **3**: one zstd frame per channel, each stored as differences or as is, whichever
   compresses smaller, plus a ``streams`` table (per channel: a mode byte and the frame's length).
   Differences pay for the smooth stored distance (channel 0); the learned channels are closer to
   noise, where differencing doubles the spread of the values (measured: 10-14 % fewer bytes per
   shape on the bundled examples, decoded features identical).
+* **4** (written now): layout 3 with a third stream mode for int8 channels, the residuals of
+  ``band_prediction.BandPredictor`` (each node predicted from its stored lattice neighbours),
+  which the smooth stored distance compresses to about two thirds of its differences (measured:
+  ``docs/benchmarks.md``).
 
 The codec owns everything about that layout: the per-shape tensors a library file holds
 (``tensor_shapes``, stored as ``shape{i}.<name>``), the rounding that training applies so a fresh
@@ -27,16 +31,18 @@ with a new library format when older versions cannot read it.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .band_prediction import BandPredictor
 from ..config import StorageConfig
 from ..errors import LibraryError
 
 #: Library formats whose per-shape layout the codec reads (and writes, the last by default): see above.
-LAYOUTS = (2, 3)
+LAYOUTS = (2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,8 @@ class DetailCodec:
         if self.layout == 2:
             stored["features"] = np.frombuffer(compressor.compress(_delta(values).tobytes()), np.uint8)
         else:
-            stored["features"], stored["streams"] = _pack_streams(values, compressor)
+            predictor = BandPredictor(keys, resolution) if self.layout >= 4 else None
+            stored["features"], stored["streams"] = _pack_streams(values, compressor, predictor)
         return {**stored, "scales": scales}
 
     def unpack(self, stored: dict[str, np.ndarray], resolution: int, channels: int, node_count: int,
@@ -130,7 +137,8 @@ class DetailCodec:
             values = np.frombuffer(raw, dtype)
             values = _undelta(values, node_count, channels) if dtype == np.int8 else values.reshape(node_count, channels)
         else:
-            values = _unpack_streams(stored["features"], stored["streams"], node_count, channels, dtype, what)
+            values = _unpack_streams(stored["features"], stored["streams"], node_count, channels, dtype, what,
+                                     lambda: BandPredictor(keys, resolution), self.layout)
         scales = stored["scales"]
         # pack writes positive finite scales (ones for float16): a zero, negative or NaN one is forged
         if scales.shape != (channels,) or scales.dtype != np.float32 or not np.all(np.isfinite(scales) & (scales > 0)) \
@@ -143,19 +151,24 @@ class DetailCodec:
         return keys, features
 
 
-#: A stream's mode in layout 3: the channel's values as they are, or as differences along node order.
-_AS_IS, _DIFFERENCES = 0, 1
+#: A stream's mode: the channel's values as they are, as differences along node order, or (layout 4)
+#: as the residuals of the band's lattice prediction.
+_AS_IS, _DIFFERENCES, _PREDICTED = 0, 1, 2
 STREAM_ENTRY = struct.Struct("<BI")  #: one channel's entry in the streams table (mode, compressed length)
 
 
-def _pack_streams(values: np.ndarray, compressor: object) -> tuple[np.ndarray, np.ndarray]:
-    """(features, streams) of layout 3: one zstd frame per channel, each channel as is or as
-    differences (int8 only), whichever is smaller; the table says which and how long each frame is."""
+def _pack_streams(values: np.ndarray, compressor: object,
+                  predictor: BandPredictor | None) -> tuple[np.ndarray, np.ndarray]:
+    """(features, streams) of layouts 3 and 4: one zstd frame per channel, each channel as is, as
+    differences or (with a ``predictor``) as prediction residuals, the last two for int8 only,
+    whichever is smallest; the table says which and how long each frame is."""
     frames, table = [], []
     for column in np.ascontiguousarray(values.T):
         options = {_AS_IS: compressor.compress(column.tobytes())}  # type: ignore[attr-defined]
         if column.dtype == np.int8:
             options[_DIFFERENCES] = compressor.compress(_delta(column[:, None]).tobytes())  # type: ignore[attr-defined]
+            if predictor is not None:
+                options[_PREDICTED] = compressor.compress(predictor.residuals(column).tobytes())  # type: ignore[attr-defined]
         mode = min(options, key=lambda m: (len(options[m]), m))
         frames.append(options[mode])
         table.append(STREAM_ENTRY.pack(mode, len(options[mode])))
@@ -163,19 +176,24 @@ def _pack_streams(values: np.ndarray, compressor: object) -> tuple[np.ndarray, n
 
 
 def _unpack_streams(features: np.ndarray, streams: np.ndarray, count: int, channels: int, dtype: np.dtype,
-                    what: str) -> np.ndarray:
-    """The stored values (count, channels) of layout 3; LibraryError if the table or a frame is forged."""
+                    what: str, predictor: Callable[[], BandPredictor], layout: int) -> np.ndarray:
+    """The stored values (count, channels) of layouts 3 and 4 (``predictor`` builds the shape's
+    lattice prediction, only if a stream needs it); LibraryError if the table or a frame is forged."""
     if streams.shape != (channels * STREAM_ENTRY.size,):
         raise LibraryError(f"{what} stream table holds {streams.size} bytes, expected {channels * STREAM_ENTRY.size}")
     entries = list(STREAM_ENTRY.iter_unpack(streams.tobytes()))
     if sum(length for _, length in entries) != features.size:
         raise LibraryError(f"{what} stream table does not add up to its {features.size} bytes of features")
-    values, start = np.empty((count, channels), dtype), 0
+    modes = (_AS_IS,) if dtype != np.int8 else (_AS_IS, _DIFFERENCES, _PREDICTED) if layout >= 4 else (_AS_IS, _DIFFERENCES)
+    values, start, prediction = np.empty((count, channels), dtype), 0, None
     for c, (mode, length) in enumerate(entries):
-        if mode not in (_AS_IS, _DIFFERENCES) or (mode == _DIFFERENCES and dtype != np.int8):
+        if mode not in modes:
             raise LibraryError(f"{what} channel {c} has an unknown stream mode {mode}")
         raw = _decompress(features[start : start + length], count * dtype.itemsize, f"{what} channel {c}")
         column = np.frombuffer(raw, dtype)
+        if mode == _PREDICTED:
+            prediction = prediction or predictor()
+            column = prediction.values(column.view(np.uint8))
         values[:, c] = _undelta(column, count, 1)[:, 0] if mode == _DIFFERENCES else column
         start += length
     return values

@@ -94,7 +94,7 @@ def shape_volume(model: CompactSdf, code: torch.Tensor, shape: int, resolution: 
         reporter.check()
         x = points[start : start + _CHUNK]
         zs = z.expand(len(x), -1)
-        values[start : start + _CHUNK], presence[start : start + _CHUNK] = model.detail(shape, zs, x)
+        values[start : start + _CHUNK], presence[start : start + _CHUNK] = model.detail(shape, zs, x, cubic=True)
     reporter.report("decoding", 2, 3, message="band")
     band = (presence >= 0.5).cpu().numpy()
     volume = fill_outside_band(candidates[band], values[torch.as_tensor(band, device=device)].cpu().numpy(),

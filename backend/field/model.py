@@ -91,6 +91,21 @@ def lattice_corners(x: torch.Tensor, resolution: int) -> tuple[torch.Tensor, tor
     return torch.stack(index, 1), torch.stack(weights, 1)
 
 
+def catmull_rom(t: torch.Tensor) -> torch.Tensor:
+    """Catmull-Rom weights (..., 4) of the nodes at offsets -1, 0, 1, 2 for fractions ``t`` in [0, 1]."""
+    t2, t3 = t * t, t * t * t
+    return torch.stack([-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1, -1.5 * t3 + 2 * t2 + 0.5 * t, 0.5 * t3 - 0.5 * t2], -1)
+
+
+def _cubic_along_last(values: torch.Tensor, present: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Catmull-Rom reading along the last axis (4 nodes) of ``values``: (value, known). An outer node
+    that is missing is extrapolated linearly from the two inner ones, which must both be present."""
+    first = torch.where(present[..., 0], values[..., 0], 2 * values[..., 1] - values[..., 2])
+    last = torch.where(present[..., 3], values[..., 3], 2 * values[..., 2] - values[..., 1])
+    value = first * weights[..., 0] + values[..., 1] * weights[..., 1] + values[..., 2] * weights[..., 2] + last * weights[..., 3]
+    return value, present[..., 1] & present[..., 2]
+
+
 class ShapeGrids(nn.Module):
     """Each shape's own sparse feature grid, all on one lattice, read trilinearly.
 
@@ -157,6 +172,30 @@ class ShapeGrids(nn.Module):
         return feats, presence
 
 
+    @torch.no_grad()
+    def cubic_first_channel(self, shape: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channel 0 of ``shape`` read with Catmull-Rom weights over each point's 4³ stencil: (value
+        (B,), known (B,)), known where the cell's 8 corners are stored. Outer stencil nodes the band
+        lacks are extrapolated linearly along their axis, so a thin band still reads cubically near
+        its surface. Exact at lattice nodes; between them it follows the field's curvature, which
+        trilinear reading flattens (decoding finer than the lattice then gets closer to the source)."""
+        r = self.resolution
+        u = (x.clamp(-1, 1) + 1) * ((r - 1) / 2)
+        base = u.floor().clamp(0, r - 2)
+        weights = catmull_rom(u - base)  # (B, 3, 4)
+        steps = torch.arange(-1, 3, device=x.device)
+        ijk = base.long()[:, :, None] + steps  # (B, 3, 4): stencil coordinates along each axis
+        inside = (ijk >= 0) & (ijk < r)
+        ijk = ijk.clamp(0, r - 1)
+        index = (ijk[:, 0, :, None, None] * r + ijk[:, 1, None, :, None]) * r + ijk[:, 2, None, None, :]
+        rows = self.rows_at(shape, index.reshape(len(x), -1)).reshape(index.shape)
+        rows = rows * (inside[:, 0, :, None, None] & inside[:, 1, None, :, None] & inside[:, 2, None, None, :])
+        values, present = self.features[:, 0][rows], rows > 0
+        values, present = _cubic_along_last(values, present, weights[:, None, None, 2])
+        values, present = _cubic_along_last(values, present, weights[:, None, 1])
+        return _cubic_along_last(values, present, weights[:, 0])
+
+
 class DetailBranch(nn.Module):
     """Local MLP f_o(z, c(x), x) over each shape's own sparse grid."""
 
@@ -170,9 +209,13 @@ class DetailBranch(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, shape: int, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The band value (B,) of ``shape`` at x, and its node presence (B,): 0 where it has no nodes."""
+    def forward(self, shape: int, z: torch.Tensor, x: torch.Tensor, cubic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The band value (B,) of ``shape`` at x, and its node presence (B,): 0 where it has no nodes.
+        ``cubic`` reads channel 0 with ``ShapeGrids.cubic_first_channel`` where it can (decoding)."""
         feats, presence = self.grid.lookup(*self.grid.corners(shape, x))
+        if cubic:
+            value, known = self.grid.cubic_first_channel(shape, x)
+            feats[:, 0] = torch.where(known, value, feats[:, 0])
         return self.from_features(z, x, feats), presence
 
     def from_features(self, z: torch.Tensor, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,10 @@ from ..errors import CompactSdfError, LibraryError
 from ..names import validate_shape_name
 
 FORMAT_NAME = "compact-sdf-library"
-#: 3: each shape's features as one compressed stream per channel (``field.codec``); 2 reads too
-#: (``python -m backend upgrade`` rewrites it as 3, decoding the same).
-FORMAT_VERSION = 3
+#: 4: each shape's stored distances predicted from their lattice neighbours (``field.codec``,
+#: layout 4); 3 (one stream per channel) and 2 read too (``python -m backend upgrade`` rewrites
+#: them as 4, decoding the same).
+FORMAT_VERSION = 4
 #: Oldest format this version still reads (format 1 stored one shared grid; re-encode those files).
 OLDEST_READABLE_VERSION = 2
 METADATA_KEY = "compact_sdf"

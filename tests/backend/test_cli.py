@@ -119,10 +119,11 @@ def test_remove_rename_replace_explore(cli_library, tmp_path, data_dir, capsys):
     assert main(["-q", "rename", str(cli_library), "sphere", "../evil", "-o", str(tmp_path / "x.csdf")]) == EXIT_ERROR
 
 
-def test_upgrade_rewrites_a_format_2_file_in_the_current_format_with_the_same_shapes(cli_library, tmp_path, capsys,
-                                                                                     monkeypatch):
-    """A format-2 file (as the previous version wrote it: layout 2, pinned in test_codec) reads as it
-    is, and ``upgrade`` rewrites it as format 3 with the same codes, features and meshes."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_upgrade_rewrites_an_older_file_in_the_current_format_with_the_same_shapes(cli_library, tmp_path, capsys,
+                                                                                   monkeypatch, version):
+    """A format-2 or -3 file (as earlier versions wrote it: layouts pinned in test_codec) reads as it
+    is, and ``upgrade`` rewrites it in the current format with the same codes, features and meshes."""
     import numpy as np
     import torch
 
@@ -133,26 +134,26 @@ def test_upgrade_rewrites_a_format_2_file_in_the_current_format_with_the_same_sh
 
     old, new = tmp_path / "old.csdf", tmp_path / "new.csdf"
     with monkeypatch.context() as patch:
-        patch.setattr(library_module, "FORMAT_VERSION", 2)
+        patch.setattr(library_module, "FORMAT_VERSION", version)
         Library.load(cli_library).save(old)
-    assert read_library_meta(old)["format_version"] == 2 < FORMAT_VERSION == 3
+    assert read_library_meta(old)["format_version"] == version < FORMAT_VERSION == 4
     before = Library.load(old)
     assert main(["upgrade", str(old), "-o", str(new)]) == 0
-    assert "format 2 -> 3" in capsys.readouterr().out
+    assert f"format {version} -> 4" in capsys.readouterr().out
     after = Library.load(new)
-    assert read_library_meta(new)["format_version"] == 3
+    assert read_library_meta(new)["format_version"] == 4
     channels = before.preset.model.grid_channels  # per shape: the same streams, plus a 5-byte entry per channel
     for was, now in zip(read_library_meta(old)["shapes"], read_library_meta(new)["shapes"]):
         assert now["detail_bytes"] <= was["detail_bytes"] + 5 * channels
-    assert after.history[-1]["kind"] == "upgrade" and after.history[-1]["from_format"] == 2
+    assert after.history[-1]["kind"] == "upgrade" and after.history[-1]["from_format"] == version
     assert torch.equal(after.codes, before.codes)
     assert torch.equal(after.model.detail.grid.features, before.model.detail.grid.features)
     for name in before.names:
         a, b = decode(before, name, resolution=32), decode(after, name, resolution=32)
         assert len(a.faces) and np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces)
     assert main(["upgrade", str(old)]) == 0  # in place
-    assert read_library_meta(old)["format_version"] == 3
-    assert main(["upgrade", str(old)]) == 0 and "already format 3" in capsys.readouterr().out
+    assert read_library_meta(old)["format_version"] == 4
+    assert main(["upgrade", str(old)]) == 0 and "already format 4" in capsys.readouterr().out
 
 
 def test_upgrade_of_a_file_from_before_distance_bits_moves_features_by_under_half_a_step(tmp_path):

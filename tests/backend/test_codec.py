@@ -125,7 +125,7 @@ def test_stream_layout_is_pinned_and_reads_back_what_layout_2_did(bits):
     from backend.field.codec import DetailCodec
 
     keys, features = _fixed_shape()
-    codec, old = DetailCodec(*bits, 19), DetailCodec(*bits, 19, layout=2)
+    codec, old = DetailCodec(*bits, 19, layout=3), DetailCodec(*bits, 19, layout=2)
     packed = codec.pack(keys, features, 16)
     assert _stream_digest(packed) == _STREAM_DIGESTS[bits]
     back_keys, back = codec.unpack(packed, 16, 4, len(keys), "shape")
@@ -143,7 +143,7 @@ def test_each_channel_is_stored_the_way_it_compresses_smaller():
     keys = np.arange(4000)
     smooth = np.cumsum(rng.normal(0, 0.01, 4000))
     features = torch.from_numpy(np.stack([smooth, rng.normal(size=4000)], 1).astype(np.float32))
-    packed = DetailCodec(6, 8, 19).pack(keys, features, 16)
+    packed = DetailCodec(6, 8, 19, layout=3).pack(keys, features, 16)
     modes = [mode for mode, _ in struct.iter_unpack("<BI", packed["streams"].tobytes())]
     assert modes == [1, 0]
     old = DetailCodec(6, 8, 19, layout=2).pack(keys, features, 16)
@@ -178,3 +178,64 @@ def test_library_file_holds_exactly_the_codec_tensors(tiny_library, tmp_path):
     header = read_header(tmp_path / "lib.csdf")
     shape_tensors = {k.split(".", 1)[1] for k in header if k.startswith("shape")}
     assert shape_tensors == set(DetailCodec.of(tiny_library.preset.storage).tensor_shapes(4))
+
+
+def _sphere_band(resolution: int = 48, band: float = 2.0):
+    """Sorted keys and distances of the nodes within ``band`` voxels of a lumpy, off-centre sphere (a
+    real band's shape; a perfect sphere's symmetry would let the compressor find repeats instead)."""
+    axis = np.linspace(-1, 1, resolution)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    distance = (np.sqrt((x - 0.07) ** 2 + y**2 + (z + 0.04) ** 2) - 0.55 - 0.08 * np.sin(3 * x + 1) * np.cos(2 * y)).ravel()
+    keys = np.flatnonzero(np.abs(distance) <= band * 2 / (resolution - 1))
+    return keys, distance[keys]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_band_prediction_inverts_exactly_whatever_the_values(seed):
+    """Residuals wrap modulo 256, so any int8 values (extremes, noise, a forged stream) read back as they were."""
+    from backend.field.band_prediction import BandPredictor
+
+    rng = np.random.default_rng(seed)
+    keys, _ = _sphere_band()
+    keys = np.sort(rng.choice(keys, len(keys) * 3 // 4, replace=False)) if seed else keys  # gaps: every fallback
+    predictor = BandPredictor(keys, 48)
+    assert set(np.unique(predictor.kind)) >= {0, 1, 10}  # Lorenzo, plane Lorenzo and no neighbour at all occur
+    for values in (rng.integers(-127, 128, len(keys)), np.full(len(keys), 127), np.full(len(keys), -128)):
+        values = values.astype(np.int8)
+        residuals = predictor.residuals(values)
+        assert residuals.dtype == np.uint8 and len(residuals) == len(keys)
+        np.testing.assert_array_equal(predictor.values(residuals), values)
+    assert len(BandPredictor(np.zeros(0, np.int64), 48).values(np.zeros(0, np.uint8))) == 0
+
+
+def test_a_distance_band_is_stored_as_prediction_residuals_in_far_fewer_bytes():
+    """Layout 4 stores a sphere's band distances predicted from their neighbours: under 85 % of layout 3's bytes,
+    the same features back, and a layout-3 reader refuses the new stream mode instead of misreading it."""
+    import struct
+
+    from backend.errors import LibraryError
+    from backend.field.codec import DetailCodec
+
+    keys, distance = _sphere_band(64)
+    features = torch.from_numpy((distance / distance.max())[:, None].astype(np.float32))
+    new, old = DetailCodec(6, 8, 19), DetailCodec(6, 8, 19, layout=3)
+    packed, before = new.pack(keys, features, 64), old.pack(keys, features, 64)
+    assert [mode for mode, _ in struct.iter_unpack("<BI", packed["streams"].tobytes())] == [2]
+    assert packed["features"].nbytes < 0.85 * before["features"].nbytes
+    back_keys, back = new.unpack(packed, 64, 1, len(keys), "shape")
+    np.testing.assert_array_equal(back_keys, keys)
+    assert torch.equal(back, old.unpack(before, 64, 1, len(keys), "shape")[1])
+    with pytest.raises(LibraryError, match="unknown stream mode 2"):
+        old.unpack(packed, 64, 1, len(keys), "shape")
+
+
+#: Layout 4 (format 4), pinned like the layouts before it: a sphere band's distances, predicted.
+_PREDICTED_DIGEST = "4a834f09c7a908cb"
+
+
+def test_predicted_layout_is_pinned():
+    from backend.field.codec import DetailCodec
+
+    keys, distance = _sphere_band()
+    features = torch.from_numpy(np.stack([distance / distance.max(), np.cos(np.arange(len(keys)))], 1).astype(np.float32))
+    assert _stream_digest(DetailCodec(6, 8, 19).pack(keys, features, 48)) == _PREDICTED_DIGEST

@@ -33,9 +33,10 @@ def test_from_dict_checks_ranges_and_unknown_keys():
 def test_get_preset_sizes_and_overrides():
     tiny = get_preset("tiny")
     assert tiny.model.grid_resolution == 64 and tiny.train.steps is None and tiny.train.detail_steps is None
-    for size, (channels, band) in SIZES.items():
+    for size, chosen in SIZES.items():
         preset = get_preset("tiny", size)
-        assert preset.model.grid_channels == channels and preset.storage.band_cells == band
+        assert preset.model.grid_channels == chosen.channels and preset.storage.band_cells == chosen.band
+        assert preset.storage.distance_bits == chosen.distance_bits
         assert preset.model.code_size == tiny.model.code_size  # only the detail budget changes
     steps = get_preset("tiny", steps=5)
     assert steps.train.steps == steps.train.detail_steps == 5  # ``steps`` sets both phases

@@ -125,7 +125,7 @@ def test_file_holds_each_shapes_own_detail(tiny_library, saved):
         assert header[f"shape{i}.scales"] == {**header[f"shape{i}.scales"], "dtype": "F32", "shape": [4]}
     assert not any(n.startswith("shape2") for n in names)
     meta = read_library_meta(saved)
-    assert meta["format_version"] == 3 and meta["storage"]["feature_bits"] == StorageConfig().feature_bits
+    assert meta["format_version"] == 4 and meta["storage"]["feature_bits"] == StorageConfig().feature_bits
     grid = tiny_library.model.detail.grid
     for i, shape in enumerate(meta["shapes"]):
         assert shape["nodes"] == grid.node_count(i) > 0

@@ -56,3 +56,41 @@ def test_shapes_never_read_each_others_rows():
     back_keys, back_features = grid.all_shapes()
     assert [k.tolist() for k in back_keys] == [k.tolist() for k in keys]
     assert [f.shape[0] for f in back_features] == [3, 2, 0]
+
+
+def _sphere_grid(resolution: int = 33, radius: float = 0.5, band: float = 1.5):
+    """A grid whose only shape stores a sphere's exact distance (channel 0, in units of skip_gain) in a
+    ``band``-voxel band, as training stores it: (grid, skip_gain, the distance function)."""
+    model = CompactSdf(ModelConfig(code_size=4, grid_resolution=resolution, grid_channels=1))
+    grid = model.detail.grid
+    axis = np.linspace(-1, 1, resolution)
+    nodes = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    distance = np.linalg.norm(nodes, axis=1) - radius
+    keys = np.flatnonzero(np.abs(distance) <= band * 2 / (resolution - 1))
+    grid.set_shapes([keys], [torch.from_numpy(distance[keys, None] / model.detail.skip_gain).float()])
+    return grid, model.detail.skip_gain, lambda x: x.norm(dim=1) - radius
+
+
+def test_cubic_reading_is_exact_at_nodes_and_follows_curvature_between_them():
+    """Catmull-Rom reading of a thin band (outer stencil nodes extrapolated) beats trilinear reading
+    between nodes by a wide margin, and equals the stored value at a node."""
+    grid, gain, sphere = _sphere_grid()
+    torch.manual_seed(0)
+    direction = torch.nn.functional.normalize(torch.randn(4000, 3), dim=1)
+    x = direction * (0.5 + (torch.rand(4000, 1) - 0.5) * 0.04)  # within a voxel of the surface
+    cubic, known = grid.cubic_first_channel(0, x)
+    linear, presence = grid.lookup(*grid.corners(0, x))
+    assert known.float().mean() > 0.9 and bool((presence[known] > 0.999).all())  # known: all 8 corners stored
+    cubic_error = (cubic[known] * gain - sphere(x[known])).abs().mean()
+    linear_error = (linear[known, 0] * gain - sphere(x[known])).abs().mean()
+    assert cubic_error < linear_error / 4
+    node = torch.tensor([[16, 16, 24]]) * (2 / 32) - 1  # (0, 0, 0.5): on the sphere, a stored node
+    value, known = grid.cubic_first_channel(0, node)
+    assert known[0] and value[0] == grid.features[1:, 0][grid.rows_at(0, torch.tensor([(16 * 33 + 16) * 33 + 24]))[0] - 1]
+
+
+def test_cubic_reading_is_unknown_where_a_corner_is_missing():
+    grid, _, _ = _sphere_grid()
+    far = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.9, 0.9]])  # the centre and a far corner: no stored nodes
+    _, known = grid.cubic_first_channel(0, far)
+    assert not known.any()

@@ -77,5 +77,5 @@ def test_seed_makes_training_deterministic(sphere_mesh):
 def test_size_changes_what_each_shape_stores(sphere_mesh, tmp_path):
     small = encode({"s": sphere_mesh}, preset="tiny", size="small", steps=5, cache_dir=tmp_path)
     large = encode({"s": sphere_mesh}, preset="tiny", size="large", steps=5, cache_dir=tmp_path)
-    assert small.model.detail.grid.channels == SIZES["small"][0] and large.model.detail.grid.channels == SIZES["large"][0]
+    assert small.model.detail.grid.channels == SIZES["small"].channels and large.model.detail.grid.channels == SIZES["large"].channels
     assert small.model.detail.grid.node_count(0) < large.model.detail.grid.node_count(0)  # a wider stored band

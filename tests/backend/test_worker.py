@@ -168,7 +168,9 @@ def test_tiny_encode_then_decode(worker, tmp_path):
     from backend.store.library import Library
 
     stored = Library.load(library)  # the size setting arrived
-    assert (stored.model.detail.grid.channels, stored.preset.storage.band_cells) == SIZES["small"]
+    small = SIZES["small"]
+    assert (stored.model.detail.grid.channels, stored.preset.storage.band_cells) == (small.channels, small.band)
+    assert stored.preset.storage.distance_bits == small.distance_bits
     assert progress and all(p.get("total") > 0 for p in progress)
 
     out = tmp_path / "ball.npz"
