@@ -32,6 +32,11 @@ from ..geometry.meshes import Normalization
 from ..field.model import CompactSdf
 from ..field.codec import DetailCodec
 
+#: The shared networks' weights are stored as float16 from library format 4 on (float32 before):
+#: half the shared bytes, and a rounding far below what the band's own 8-bit distances carry. A
+#: library rounds its networks when it is made, so one fresh from training equals its file.
+NETWORKS_IN_HALF_FROM = 4
+
 #: safetensors dtype codes as people know them, for messages.
 _DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
                 "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
@@ -66,6 +71,9 @@ class Library:
         names = [s.name for s in shapes]
         if len(set(names)) != len(names):
             raise LibraryError("duplicate shape names in library")
+        with torch.no_grad():
+            for weights in _network_tensors(model).values():
+                weights.copy_(weights.half())
         self.preset = preset
         self.model = model
         self.codes = codes
@@ -96,8 +104,8 @@ class Library:
         return self.codes.shape[1] * 4
 
     def shared_bytes(self) -> int:
-        """Bytes of the shared networks as stored."""
-        return sum(t.numel() * 4 for t in _network_tensors(self.model).values())
+        """Bytes of the shared networks as stored (float16)."""
+        return sum(t.numel() * 2 for t in _network_tensors(self.model).values())
 
     def copy(self) -> Library:
         """A deep copy (training a copy leaves this library untouched)."""
@@ -132,7 +140,8 @@ class Library:
     def tensors(self) -> tuple[dict[str, torch.Tensor], list[int]]:
         """Every tensor the file stores, and each shape's stored detail bytes."""
         tensors = {"codes": self.codes.detach().float().cpu().contiguous()}
-        tensors.update({k: v.detach().float().cpu().contiguous() for k, v in _network_tensors(self.model).items()})
+        dtype = torch.float16 if FORMAT_VERSION >= NETWORKS_IN_HALF_FROM else torch.float32
+        tensors.update({k: v.detach().to(dtype).cpu().contiguous() for k, v in _network_tensors(self.model).items()})
         detail_bytes = [0] * len(self.shapes)
         if self.model.detail is not None:
             grid, codec = self.model.detail.grid, DetailCodec.of(self.preset.storage, FORMAT_VERSION)
@@ -173,7 +182,8 @@ class Library:
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise LibraryError(f"{path}: the library metadata is invalid ({exc})") from exc
         codec = DetailCodec.of(preset.storage, meta["format_version"])  # the layout of the format it was written in
-        _check_declared_sizes(path, preset.model, codec, len(shapes), node_counts)
+        half = meta["format_version"] >= NETWORKS_IN_HALF_FROM
+        _check_declared_sizes(path, preset.model, codec, len(shapes), node_counts, half)
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -185,8 +195,8 @@ class Library:
             raise LibraryError(f"{path}: codes hold NaN or infinite values")
         model = CompactSdf(preset.model)
         network = {k: v for k, v in tensors.items() if not k.startswith("shape")}
-        _check_tensors(path, network, _network_tensors(model))
-        state = dict(network)
+        _check_tensors(path, network, _network_tensors(model), torch.float16 if half else torch.float32)
+        state = {k: v.float() for k, v in network.items()}
         if model.detail is not None:
             keys, features = [], []
             for i, count in enumerate(node_counts):
@@ -220,8 +230,9 @@ def _expected_shapes(config: ModelConfig, codec: DetailCodec, shape_count: int) 
 
 
 def _check_declared_sizes(path: str | Path, config: ModelConfig, codec: DetailCodec, shape_count: int,
-                          node_counts: list[int]) -> None:
-    """The file's tensors must be exactly those the metadata implies, before any of them is read."""
+                          node_counts: list[int], half: bool) -> None:
+    """The file's tensors must be exactly those the metadata implies (networks in float16 if ``half``),
+    before any of them is read."""
     header = {k: v for k, v in read_header(path).items() if k != "__metadata__"}
     expected = _expected_shapes(config, codec, shape_count)
     if set(header) != set(expected):
@@ -233,7 +244,7 @@ def _check_declared_sizes(path: str | Path, config: ModelConfig, codec: DetailCo
             raise LibraryError(f"{path}: tensor {name} has no valid header entry")
         if shape is not None and tuple(declared["shape"]) != shape:
             raise LibraryError(f"{path}: tensor {name} has shape {tuple(declared['shape'])}, expected {shape}")
-        want = "U8" if shape is None else "F32"
+        want = "U8" if shape is None else "F16" if half and name != "codes" and not name.startswith("shape") else "F32"
         if declared.get("dtype") != want or (shape is None and len(declared["shape"]) != 1):
             got = _DTYPE_NAMES.get(declared.get("dtype"), declared.get("dtype"))
             raise LibraryError(f"{path}: tensor {name} has dtype {got}, expected {_DTYPE_NAMES[want]}"
@@ -243,11 +254,12 @@ def _check_declared_sizes(path: str | Path, config: ModelConfig, codec: DetailCo
         raise LibraryError(f"{path}: a shape declares more detail nodes than its {config.grid_resolution}^3 lattice has")
 
 
-def _check_tensors(path: str | Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+def _check_tensors(path: str | Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                   dtype: torch.dtype) -> None:
     for name, want in expected.items():
         tensor = tensors[name]
-        if tensor.dtype != torch.float32:
-            raise LibraryError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected float32")
+        if tensor.dtype != dtype:
+            raise LibraryError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected {dtype}")
         if tensor.shape != want.shape:
             raise LibraryError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, expected {tuple(want.shape)}")
         if not torch.isfinite(tensor).all():

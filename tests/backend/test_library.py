@@ -120,6 +120,8 @@ def test_file_holds_each_shapes_own_detail(tiny_library, saved):
     header = read_header(saved)
     names = set(header) - {"__metadata__"}
     assert "codes" in names and not any(n.startswith("detail.grid") for n in names)  # no shared grid
+    assert header["codes"]["dtype"] == "F32"
+    assert {header[n]["dtype"] for n in names if n.startswith(("coarse.", "detail."))} == {"F16"}  # networks: half
     for i in range(2):
         assert {header[f"shape{i}.{k}"]["dtype"] for k in ("nodes", "features", "streams")} == {"U8"}
         assert header[f"shape{i}.scales"] == {**header[f"shape{i}.scales"], "dtype": "F32", "shape": [4]}
