@@ -98,12 +98,19 @@ def catmull_rom(t: torch.Tensor) -> torch.Tensor:
 
 
 def _cubic_along_last(values: torch.Tensor, present: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Catmull-Rom reading along the last axis (4 nodes) of ``values``: (value, known). An outer node
-    that is missing is extrapolated linearly from the two inner ones, which must both be present."""
-    first = torch.where(present[..., 0], values[..., 0], 2 * values[..., 1] - values[..., 2])
-    last = torch.where(present[..., 3], values[..., 3], 2 * values[..., 2] - values[..., 1])
-    value = first * weights[..., 0] + values[..., 1] * weights[..., 1] + values[..., 2] * weights[..., 2] + last * weights[..., 3]
-    return value, present[..., 1] & present[..., 2]
+    """Catmull-Rom reading along the last axis (4 nodes) of ``values``: (value, known). A missing node
+    is extrapolated linearly from the two nodes beyond it on the other side: always for the outer
+    ones, and for an inner one when those two are present (so the read reaches one node past the
+    band's edge, as a distance field continues). Known where both inner nodes are present or extrapolated."""
+    v0, v1, v2, v3 = values.unbind(-1)
+    p0, p1, p2, p3 = present.unbind(-1)
+    inner1 = torch.where(p1, v1, 2 * v2 - v3)
+    inner2 = torch.where(p2, v2, 2 * v1 - v0)
+    known = (p1 | (p2 & p3)) & (p2 | (p0 & p1))
+    first = torch.where(p0, v0, 2 * inner1 - inner2)
+    last = torch.where(p3, v3, 2 * inner2 - inner1)
+    value = first * weights[..., 0] + inner1 * weights[..., 1] + inner2 * weights[..., 2] + last * weights[..., 3]
+    return value, known
 
 
 class ShapeGrids(nn.Module):
@@ -175,10 +182,11 @@ class ShapeGrids(nn.Module):
     @torch.no_grad()
     def cubic_first_channel(self, shape: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Channel 0 of ``shape`` read with Catmull-Rom weights over each point's 4³ stencil: (value
-        (B,), known (B,)), known where the cell's 8 corners are stored. Outer stencil nodes the band
-        lacks are extrapolated linearly along their axis, so a thin band still reads cubically near
-        its surface. Exact at lattice nodes; between them it follows the field's curvature, which
-        trilinear reading flattens (decoding finer than the lattice then gets closer to the source)."""
+        (B,), known (B,)). Stencil nodes the band lacks are extrapolated linearly along each axis in
+        turn (``_cubic_along_last``), so a thin band reads cubically near its surface and a node
+        past its edge is known too (a lattice coarser than the stored one needs such nodes at both
+        ends of the edges that cross the surface). Exact at stored nodes; between them it follows the
+        field's curvature, which trilinear reading flattens (finer decodes get closer to the source)."""
         r = self.resolution
         u = (x.clamp(-1, 1) + 1) * ((r - 1) / 2)
         base = u.floor().clamp(0, r - 2)
@@ -211,11 +219,13 @@ class DetailBranch(nn.Module):
 
     def forward(self, shape: int, z: torch.Tensor, x: torch.Tensor, cubic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The band value (B,) of ``shape`` at x, and its node presence (B,): 0 where it has no nodes.
-        ``cubic`` reads channel 0 with ``ShapeGrids.cubic_first_channel`` where it can (decoding)."""
+        ``cubic`` (decoding) reads channel 0 with ``ShapeGrids.cubic_first_channel`` where that is
+        known, and the band then speaks there in full (presence 1)."""
         feats, presence = self.grid.lookup(*self.grid.corners(shape, x))
         if cubic:
             value, known = self.grid.cubic_first_channel(shape, x)
             feats[:, 0] = torch.where(known, value, feats[:, 0])
+            presence = torch.where(known, torch.ones_like(presence), presence)
         return self.from_features(z, x, feats), presence
 
     def from_features(self, z: torch.Tensor, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
