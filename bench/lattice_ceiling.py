@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+import torch
+
+from backend.field import model
 from backend.field.decode import fill_outside_band, marching_cubes
 from backend.geometry.meshes import load_mesh
 from backend.geometry.metrics import compare_meshes, normalization, oracle_mesh
@@ -25,9 +28,9 @@ from backend.geometry.sampling import band_lattice, lattice_spacing
 
 
 def catmull_rom(t: np.ndarray) -> np.ndarray:
-    """Catmull-Rom weights (..., 4) of the nodes at offsets -1, 0, 1, 2 for fractions ``t`` in [0, 1]."""
-    t2, t3 = t * t, t * t * t
-    return np.stack([-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1, -1.5 * t3 + 2 * t2 + 0.5 * t, 0.5 * t3 - 0.5 * t2], -1)
+    """Catmull-Rom weights (..., 4) of the nodes at offsets -1, 0, 1, 2 for fractions ``t`` in [0, 1]
+    (the engine's own, ``field.model.catmull_rom``)."""
+    return model.catmull_rom(torch.from_numpy(np.asarray(t, np.float64))).numpy()
 
 
 def stored_volume(vertices: np.ndarray, faces: np.ndarray, storage: int, band: float,

@@ -138,7 +138,8 @@ def test_detail_bytes_accounts_for_every_stored_byte(tiny_library, tmp_path):
         assert row["name"] == shape["name"] and row["nodes"] == shape["nodes"] and len(row["channels"]) == channels
         stored = row["mask_bytes"] + sum(ch["bytes"] for ch in row["channels"]) + channels * (5 + 4)
         assert stored == shape["detail_bytes"]
-        assert all(ch["mode"] in ("as is", "diff") and 0 <= ch["bits_as_is"] <= 8 for ch in row["channels"])
+        assert all(ch["mode"] in ("as is", "diff", "predicted") and 0 <= ch["bits_as_is"] <= 8 for ch in row["channels"])
+        assert all(0 <= ch["bits_predicted"] <= 8 for ch in row["channels"])
     assert entropy_bits(np.array([1, 1, 2, 2])) == 1.0 and entropy_bits(np.array([3])) == 0.0
     assert "mean stored detail" in report(path)[-1]
 
@@ -156,3 +157,31 @@ def test_lattice_ceiling_reads_a_stored_sphere_back(data_dir):
     ratio = {(r[2], r[3]): float(r[6]) for r in rows}
     assert ratio[("24³", "trilinear")] == pytest.approx(1.0, abs=0.05)
     assert ratio[("40³", "cubic")] <= ratio[("40³", "trilinear")] * 1.05
+
+
+def test_compact_bench_reports_bytes_decodes_and_baselines(saved, data_dir, tmp_path):
+    """bench.compact: every stored byte of the file is some shape's (its own or its share of the
+    networks), each shape is decoded at every resolution in a fresh process and compared with its
+    source, the baselines are measured once and then read from the cache."""
+    import shutil
+
+    from bench.compact import measure, report, stored_bytes
+    from backend.store.library import Library
+
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    for name in ("sphere", "torus"):
+        shutil.copy(data_dir / f"{name}.obj", meshes / f"{name}.obj")
+    costs = stored_bytes(saved, Library.load(saved))
+    assert sum(costs.values()) == pytest.approx(saved.stat().st_size)
+    cache = tmp_path / "cache"
+    rows = measure(saved, meshes, [32, 48], [], [32], cache, 2000)
+    assert [r["name"] for r in rows] == ["sphere", "torus"]
+    for row in rows:
+        assert set(row["decodes"]) == {32, 48} and all(d["cd_l1"] > 0 and d["peak_mb"] > 0 for d in row["decodes"].values())
+        assert row["baselines"]["float16 narrow band 32³"]["bytes"] > 0
+    cached = sorted(p.name for p in cache.iterdir())
+    assert measure(saved, meshes, [32], [], [32], cache, 2000)[0]["baselines"] == rows[0]["baselines"]
+    assert sorted(p.name for p in cache.iterdir()) == cached  # nothing recomputed
+    lines = report(rows, [32, 48])
+    assert any(line.startswith("- 48³ against 32³") for line in lines)
