@@ -97,6 +97,13 @@ def catmull_rom(t: torch.Tensor) -> torch.Tensor:
     return torch.stack([-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1, -1.5 * t3 + 2 * t2 + 0.5 * t, 0.5 * t3 - 0.5 * t2], -1)
 
 
+def _past_the_band(edge: torch.Tensor, extrapolated: torch.Tensor) -> torch.Tensor:
+    """A missing node's value next to the stored node ``edge``: no surface lies between them (it would
+    have put the node in the band), so it keeps ``edge``'s sign and lies at least as far out; the
+    linear ``extrapolated`` value says how much further."""
+    return torch.copysign(torch.maximum(extrapolated.abs(), edge.abs()), edge)
+
+
 def _cubic_along_last(values: torch.Tensor, present: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Catmull-Rom reading along the last axis (4 nodes) of ``values``: (value, known). A missing node
     is extrapolated linearly from the two nodes beyond it on the other side: always for the outer
@@ -104,8 +111,8 @@ def _cubic_along_last(values: torch.Tensor, present: torch.Tensor, weights: torc
     band's edge, as a distance field continues). Known where both inner nodes are present or extrapolated."""
     v0, v1, v2, v3 = values.unbind(-1)
     p0, p1, p2, p3 = present.unbind(-1)
-    inner1 = torch.where(p1, v1, 2 * v2 - v3)
-    inner2 = torch.where(p2, v2, 2 * v1 - v0)
+    inner1 = torch.where(p1, v1, _past_the_band(v2, 2 * v2 - v3))
+    inner2 = torch.where(p2, v2, _past_the_band(v1, 2 * v1 - v0))
     known = (p1 | (p2 & p3)) & (p2 | (p0 & p1))
     first = torch.where(p0, v0, 2 * inner1 - inner2)
     last = torch.where(p3, v3, 2 * inner2 - inner1)
