@@ -319,10 +319,11 @@ class Size:
 
 
 #: Byte budgets for each shape's detail. ``default`` stores the distance alone (see
-#: ``ModelConfig.grid_channels``) in a ±1.5-voxel band: fewer nodes and finer 8-bit steps than
-#: ±2, closer to the source at every decode lattice (17 shapes, docs/benchmarks.md); ``small`` rounds
-#: the same distances to 6 bits; ``large`` keeps the learned channels of earlier versions, which
-#: measured no better at 256³.
+#: ``ModelConfig.grid_channels``) in a ±1.5-voxel band: a quarter fewer nodes and finer 8-bit steps
+#: than ±2 (17 shapes at 256³: median fidelity ratio 1.07 -> 1.04, 191 -> 116 KB per shape with
+#: format 4; docs/benchmarks.md), which decodes well at coarser lattices because decoding reads one
+#: node past the band; ``small`` rounds the same distances to 6 bits; ``large`` keeps the learned
+#: channels of earlier versions, which measured no better at 256³.
 SIZES: dict[str, Size] = {"small": Size(1, 1.5, 6), "default": Size(1, 1.5), "large": Size(8, 3.0)}
 
 

@@ -190,8 +190,9 @@ def evaluate_library(lib: Library, shapes: Mapping[str, Mesh], oracle_cd: Mappin
 
 def coarse_info(lib: Library, ours: dict) -> dict:
     """Generalization-only as ours decoded with detail 0: codes and the coarse branch, no grids or
-    detail MLP (bytes = code + coarse network float32 ÷ shapes), ours' coarse phase of training."""
-    coarse = sum(p.numel() * 4 for p in lib.model.coarse.parameters())
+    detail MLP (bytes = code + coarse network as a library stores it, float16, ÷ shapes), ours' coarse
+    phase of training."""
+    coarse = sum(p.numel() * 2 for p in lib.model.coarse.parameters())
     n = len(lib.names)
     return {"bytes_per_shape": lib.code_bytes() + coarse / n, "file_bytes": n * lib.code_bytes() + coarse,
             "file_measured": False, "code_bytes": lib.code_bytes(), "bytes_shared": coarse, "nodes_per_shape": 0.0,
