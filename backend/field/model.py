@@ -5,7 +5,8 @@
 * ``ShapeGrids`` + ``DetailBranch`` (overfitting): sparse feature grids on one shared lattice, each
   shape storing features only at its own nodes near its surface, read by trilinear interpolation;
   a small MLP on [z, c(x), x], shared by all shapes, turns features into the signed distance in
-  the band (feature channel 0 holds it directly, the MLP refines it). Where a shape has no nodes
+  the band (feature channel 0 holds it directly, the MLP refines it; decoding reads channel 0
+  cubically, ``ShapeGrids.cubic_first_channel``). Where a shape has no nodes
   its presence is zero and the coarse branch alone speaks: the grid never acts in the far field,
   and one shape's detail never leaks into another's.
 """
@@ -184,7 +185,6 @@ class ShapeGrids(nn.Module):
         feats = F.embedding_bag(rows, self.features, per_sample_weights=present / presence.clamp_min(1e-6)[:, None],
                                 mode="sum", sparse=True, padding_idx=0)
         return feats, presence
-
 
     @torch.no_grad()
     def cubic_first_channel(self, shape: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

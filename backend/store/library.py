@@ -60,7 +60,8 @@ class ShapeEntry:
 
 
 class Library:
-    """Shared model + codes (N, D) + one ShapeEntry (and one detail grid) per code row."""
+    """Shared model + codes (N, D) + one ShapeEntry (and one detail grid) per code row. Making one
+    rounds the model's network weights to float16, as a file stores them."""
 
     def __init__(self, preset: Preset, model: CompactSdf, codes: torch.Tensor, shapes: list[ShapeEntry],
                  history: list[dict] | None = None) -> None:

@@ -19,8 +19,8 @@ from ..names import validate_shape_name
 
 FORMAT_NAME = "compact-sdf-library"
 #: 4: each shape's stored distances predicted from their lattice neighbours (``field.codec``,
-#: layout 4); 3 (one stream per channel) and 2 read too (``python -m backend upgrade`` rewrites
-#: them as 4, decoding the same).
+#: layout 4) and the shared networks in float16 (``store.library``); 3 (one stream per channel)
+#: and 2 read too (``python -m backend upgrade`` rewrites them as 4, decoding the same).
 FORMAT_VERSION = 4
 #: Oldest format this version still reads (format 1 stored one shared grid; re-encode those files).
 OLDEST_READABLE_VERSION = 2
