@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.baselines import draco_available, draco_round_trip, narrow_band_round_trip
-from bench.config import DEFAULT_MESHES
+from bench.config import DEFAULT_MESHES, _ints
 from bench.evaluate import oracle
 from bench.measure import isolated
 from backend.geometry.meshes import Mesh, load_mesh
@@ -130,10 +130,6 @@ def report(rows: list[dict], resolutions: list[int]) -> list[str]:
                      f"mean CD-L1 {statistics.mean(row['baselines'][label]['cd_l1'] for row in rows):.3g}, "
                      f"median ratio {statistics.median(row['baselines'][label]['cd_l1'] / row['limit'] for row in rows):.2f}")
     return lines
-
-
-def _ints(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -117,7 +117,7 @@ class DetailCodec:
         if self.layout == 2:
             stored["features"] = np.frombuffer(compressor.compress(_delta(values).tobytes()), np.uint8)
         else:
-            predictor = BandPredictor(keys, resolution) if self.layout >= 4 else None
+            predictor = BandPredictor(keys, resolution) if self.layout >= 4 and values.dtype == np.int8 else None
             stored["features"], stored["streams"] = _pack_streams(values, compressor, predictor)
         return {**stored, "scales": scales}
 
